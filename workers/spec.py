@@ -1,0 +1,263 @@
+"""The job spec (version 1): one schema for the CLI's YAML file and the API's JSON body.
+
+Importing this module loads neither torch nor ONNX Runtime, so the gateway can validate
+jobs without the model stack.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from workers.compression import get_method, method_names
+
+SCHEMA_VERSION = 1
+RECIPE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+INTERVENTION_METHODS = ("reweighing", "resampling", "adversarial", "fair_pruning", "thresholds")
+PLACEMENTS = ("before", "during", "after")
+
+
+class SpecError(ValueError):
+    """The job spec is invalid; the message names the field and the value."""
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSpec(StrictModel):
+    evaluation: str = Field(description="Evaluation table: CSV, Parquet or NPZ (CLI: a path; API: a dataset id).")
+    training: str | None = Field(
+        default=None,
+        description="Training table for calibration and training-based methods; never the evaluation table.",
+    )
+    label: str = Field(description="Column (or NPZ array) holding the true label.")
+    positive_label: str | int | float | bool | None = Field(
+        default=None, description="Label value of the positive class; required unless labels are 0/1."
+    )
+    classes: list[str | int] | None = Field(
+        default=None,
+        description="Multiclass only: label values in the order of the model's outputs.",
+    )
+    sensitive: list[str] = Field(min_length=1, description="Sensitive columns; several also give intersectional groups.")
+    features: list[str] | None = Field(
+        default=None,
+        description="Feature columns stacked in this order into the model's single input; default: every other column.",
+    )
+    delimiter: str = Field(default=",", min_length=1, max_length=1, description="CSV field delimiter.")
+    missing_sensitive: Literal["error", "group"] = Field(
+        default="error",
+        description="What to do with a missing sensitive value: reject the table, or put those rows in a group named 'missing'.",
+    )
+
+    @field_validator("sensitive")
+    @classmethod
+    def _unique_sensitive(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({name for name in value if value.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"sensitive columns are listed twice: {', '.join(duplicates)}")
+        return value
+
+    @model_validator(mode="after")
+    def _roles_do_not_overlap(self) -> DataSpec:
+        if self.label in self.sensitive:
+            raise ValueError(f"column '{self.label}' is both the label and a sensitive column")
+        if self.features is not None:
+            for name in (self.label, *self.sensitive):
+                if name in self.features:
+                    raise ValueError(
+                        f"column '{name}' is listed in features but is the label or a sensitive column; "
+                        "remove it from features"
+                    )
+        if self.classes is not None and self.positive_label is not None:
+            raise ValueError("give either classes (multiclass) or positive_label (binary), not both")
+        return self
+
+
+class Step(BaseModel):
+    """One compression step: `method` plus that method's own options."""
+
+    model_config = ConfigDict(extra="allow")
+
+    method: str
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in method_names():
+            raise ValueError(f"unknown method '{value}'; known methods: {', '.join(method_names())}")
+        return value
+
+    @model_validator(mode="after")
+    def _valid_options(self) -> Step:
+        method = get_method(self.method)
+        try:
+            method.config_model.model_validate(self.options())
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in item['loc']) or 'options'}: {item['msg']}" for item in error.errors()
+            )
+            raise ValueError(f"invalid options for method '{self.method}': {problems}") from error
+        return self
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def config(self) -> Any:
+        """Return the method's typed config for this step."""
+        return get_method(self.method).config_model.model_validate(self.options())
+
+
+class Intervention(StrictModel):
+    method: Literal["reweighing", "resampling", "adversarial", "fair_pruning", "thresholds"]
+    placement: Literal["before", "during", "after"]
+    attribute: str | None = Field(default=None, description="Sensitive column to act on; default: the first one.")
+
+
+class Recipe(StrictModel):
+    name: str = Field(pattern=RECIPE_NAME_PATTERN, description="Variant name: letters, digits, '.', '_' and '-'.")
+    steps: list[Step] = Field(min_length=1)
+    intervention: Intervention | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_base(cls, value: str) -> str:
+        if value == "base":
+            raise ValueError("the name 'base' is reserved for the uncompressed model")
+        return value
+
+
+class BootstrapSpec(StrictModel):
+    resamples: int = Field(default=1000, ge=0, le=100_000, description="Bootstrap resamples; 0 turns intervals off.")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    seed: int = 0
+
+
+class GateRule(StrictModel):
+    metric: str
+    attribute: str | None = None
+    max: float | None = None
+    min: float | None = None
+    max_drop: float | None = None
+    max_increase: float | None = None
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> GateRule:
+        limits = [name for name in ("max", "min", "max_drop", "max_increase") if getattr(self, name) is not None]
+        if not limits:
+            raise ValueError(f"gate rule for '{self.metric}' sets no limit; give one of max, min, max_drop, max_increase")
+        return self
+
+
+class GateSpec(StrictModel):
+    decision: Literal["bound", "point"] = "bound"
+    rules: list[GateRule] = Field(default_factory=list)
+
+
+class EvaluationSpec(StrictModel):
+    batch_size: int = Field(default=1024, ge=1, le=1_000_000, description="Rows per ONNX Runtime call.")
+    min_group_size: int = Field(default=30, ge=1, description="Groups with fewer rows are flagged as small.")
+    latency_runs: int = Field(default=20, ge=0, le=10_000, description="Timed batches for mean latency; 0 skips it.")
+    intersectional: bool = Field(default=True, description="Add the joint groups of several sensitive columns.")
+
+
+class JobSpec(StrictModel):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    model: str = Field(description="ONNX classifier (CLI: a path; API: a model id).")
+    data: DataSpec
+    recipes: list[Recipe] | None = Field(default=None, description="Variants to build; omitted means the default set.")
+    bootstrap: BootstrapSpec = Field(default_factory=BootstrapSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    gate: GateSpec | None = None
+    seed: int = Field(default=0, description="Seed for compression methods that sample or train.")
+
+    @field_validator("recipes")
+    @classmethod
+    def _unique_names(cls, value: list[Recipe] | None) -> list[Recipe] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("recipes is empty; omit it for the default set or list at least one recipe")
+        names = [recipe.name for recipe in value]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"recipe names must be unique; repeated: {', '.join(duplicates)}")
+        return value
+
+    def resolved_recipes(self) -> list[Recipe]:
+        return list(self.recipes) if self.recipes is not None else default_recipes()
+
+    def needs_training_table(self) -> list[str]:
+        """Return the recipes that cannot run without `data.training`."""
+        return [
+            recipe.name
+            for recipe in self.resolved_recipes()
+            if any(get_method(step.method).needs_calibration for step in recipe.steps) or recipe.intervention
+        ]
+
+
+DEFAULT_RECIPES: list[dict[str, Any]] = [
+    {"name": "int8-dynamic", "steps": [{"method": "quantize_dynamic"}]},
+    {"name": "int8-static-minmax", "steps": [{"method": "quantize_static", "calibration": "minmax"}]},
+    {"name": "int8-static-entropy", "steps": [{"method": "quantize_static", "calibration": "entropy"}]},
+    {"name": "int8-static-percentile", "steps": [{"method": "quantize_static", "calibration": "percentile"}]},
+    {"name": "fp16", "steps": [{"method": "fp16"}]},
+    {"name": "prune-local-50", "steps": [{"method": "prune", "scope": "local", "sparsity": 0.5}]},
+    {"name": "prune-global-90", "steps": [{"method": "prune", "scope": "global", "sparsity": 0.9}]},
+    {"name": "prune-structured-50", "steps": [{"method": "prune_structured", "ratio": 0.5}]},
+    {"name": "low-rank-50", "steps": [{"method": "low_rank", "rank_ratio": 0.5}]},
+    {"name": "low-rank-energy-95", "steps": [{"method": "low_rank", "energy": 0.95}]},
+    {
+        "name": "prune-50-then-int8",
+        "steps": [{"method": "prune", "scope": "global", "sparsity": 0.5}, {"method": "quantize_static"}],
+    },
+]
+
+
+def default_recipes() -> list[Recipe]:
+    return [Recipe.model_validate(recipe) for recipe in DEFAULT_RECIPES]
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """Render pydantic errors as one line per field, for the CLI and the API."""
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "spec"
+        message = re.sub(r"^Value error, ", "", item["msg"])
+        received = item.get("input")
+        if item["type"] in ("missing",):
+            lines.append(f"{location}: field required")
+        elif isinstance(received, (str, int, float, bool)) and item["type"] not in ("value_error",):
+            lines.append(f"{location}: {message} (got {received!r})")
+        else:
+            lines.append(f"{location}: {message}")
+    return "\n".join(lines)
+
+
+def parse_spec(raw: dict[str, Any]) -> JobSpec:
+    """Validate a job spec given as a mapping; raise SpecError naming each invalid field."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"the job spec must be a mapping of keys to values, got {type(raw).__name__}")
+    try:
+        return JobSpec.model_validate(raw)
+    except ValidationError as error:
+        raise SpecError("invalid job spec:\n" + format_validation_error(error)) from error
+
+
+def load_spec_file(path: Path) -> JobSpec:
+    """Read a YAML (or JSON) job spec file and validate it."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError as error:
+        raise SpecError(f"job spec file not found: {path}") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"cannot read job spec file {path}: {error}") from error
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SpecError(f"job spec file {path} is not valid YAML: {error}") from error
+    return parse_spec(raw)
