@@ -163,6 +163,14 @@ class EvaluationSpec(StrictModel):
     min_group_size: int = Field(default=30, ge=1, description="Groups with fewer rows are flagged as small.")
     latency_runs: int = Field(default=20, ge=0, le=10_000, description="Timed batches for mean latency; 0 skips it.")
     intersectional: bool = Field(default=True, description="Add the joint groups of several sensitive columns.")
+    output: str | None = Field(default=None, description="Model output holding the prediction; default: detected.")
+    output_kind: Literal["auto", "logits", "probabilities", "labels"] = Field(
+        default="auto", description="How to read a single-score output: logits (threshold 0) or probabilities (0.5)."
+    )
+    threshold: float | None = Field(default=None, description="Decision threshold for a single-score output.")
+    calibration_rows: int = Field(
+        default=2048, ge=1, description="Training rows passed to methods that calibrate, sampled with the job seed."
+    )
 
 
 class JobSpec(StrictModel):
