@@ -11,8 +11,9 @@ import io
 import logging
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -38,26 +39,28 @@ FALLBACK_MAX_OPSET = 20
 
 
 def onnx_to_torch(model: onnx.ModelProto) -> torch.nn.Module:
-    """Convert `model` to a torch module in eval mode; raise CompressionError naming the operators
-    onnx2torch cannot convert."""
+    """Convert `model` to a torch module in eval mode.
+
+    Raises CompressionError naming the operators that onnx2torch cannot convert.
+    """
     import onnx2torch
 
     unsupported = unsupported_operators(model)
     if unsupported:
         raise CompressionError(
             f"onnx2torch cannot convert the operator(s) {', '.join(unsupported)}, so this method, which "
-            f"edits the weights in torch, cannot apply to this model; the methods {', '.join(ONNX_ONLY_METHODS)} "
-            "work on the ONNX graph and still apply"
+            "edits the weights in torch, cannot apply to this model; the methods "
+            f"{', '.join(ONNX_ONLY_METHODS)} work on the ONNX graph and may still apply"
         )
 
     try:
         module = onnx2torch.convert(model)
     except Exception as error:
-        # Converters raise NotImplementedError for unsupported attributes, and other errors for
-        # graphs they misread; all of them mean the torch path is closed.
+        # Converters raise NotImplementedError for unsupported attributes and other types for graphs
+        # they misread, and any of them means the model cannot be converted.
         raise CompressionError(
             f"onnx2torch failed to convert the model: {error}; the methods "
-            f"{', '.join(ONNX_ONLY_METHODS)} work on the ONNX graph and still apply"
+            f"{', '.join(ONNX_ONLY_METHODS)} work on the ONNX graph and may still apply"
         ) from error
     _matmuls_to_linear(module)
     module.eval()
@@ -128,7 +131,9 @@ def unsupported_operators(model: onnx.ModelProto) -> list[str]:
     return missing
 
 
-def torch_to_onnx(module: torch.nn.Module, reference: onnx.ModelProto, path: Path | None = None) -> onnx.ModelProto:
+def torch_to_onnx(
+    module: torch.nn.Module, reference: onnx.ModelProto, path: Path | None = None
+) -> onnx.ModelProto:
     """Export `module` to ONNX with the inputs, outputs, dynamic axes and opset of `reference`.
 
     The export goes to `path` when given (use it for large models), otherwise to memory. The
@@ -161,9 +166,13 @@ def torch_to_onnx(module: torch.nn.Module, reference: onnx.ModelProto, path: Pat
             )
     except Exception as error:
         # The exporter raises many unrelated types (RuntimeError, TypeError, torch.onnx errors).
-        raise CompressionError(f"exporting the compressed torch module to ONNX (opset {opset}) failed: {error}") from error
+        raise CompressionError(
+            f"exporting the compressed torch module to ONNX (opset {opset}) failed: {error}"
+        ) from error
 
-    exported = onnx.load(str(target)) if isinstance(target, Path) else onnx.load_from_string(target.getvalue())
+    exported = (
+        onnx.load(str(target)) if isinstance(target, Path) else onnx.load_from_string(target.getvalue())
+    )
     for entry in reference.metadata_props:
         exported.metadata_props.add().CopyFrom(entry)
     return exported
@@ -177,6 +186,11 @@ def example_inputs(reference: onnx.ModelProto, seed: int = 0) -> tuple[torch.Ten
     tensors = []
     for value in _graph_inputs(reference):
         tensor_type = value.type.tensor_type
+        if not tensor_type.HasField("shape"):
+            raise CompressionError(
+                f"model input '{value.name}' declares no shape, so no example input can be built to "
+                "export the compressed model; give the input a shape (the batch axis may stay symbolic)"
+            )
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
         shape = [_example_size(dim, axis) for axis, dim in enumerate(tensor_type.shape.dim)]
         if np.issubdtype(dtype, np.floating):
@@ -212,7 +226,9 @@ def export_opset(reference: onnx.ModelProto) -> int:
         return highest
     opset = min(max(versions[0], lowest), highest)
     if opset != versions[0]:
-        logger.info("exporting with opset %s; the model uses opset %s, outside torch's range", opset, versions[0])
+        logger.info(
+            "exporting with opset %s; the model uses opset %s, outside torch's range", opset, versions[0]
+        )
     return opset
 
 
@@ -224,8 +240,8 @@ def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 def _example_size(dim: Any, axis: int) -> int:
     if dim.HasField("dim_value") and dim.dim_value > 0:
         return dim.dim_value
-    # NOTE: a symbolic dimension other than the batch gets a fixed example size; a model that needs
-    # a particular size there (a minimum image size, say) fails to trace and raises CompressionError.
+    # NOTE: a symbolic dimension other than the batch gets a fixed example size of 32. A model that
+    # needs another size there (a larger minimum image size, say) fails to export with CompressionError.
     return EXAMPLE_BATCH_SIZE if axis == 0 else EXAMPLE_SYMBOLIC_SIZE
 
 
@@ -252,7 +268,9 @@ def weight_layers(module: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
     return [(name, layer) for name, layer in module.named_modules() if isinstance(layer, kinds)]
 
 
-def export_checked(module: torch.nn.Module, reference: onnx.ModelProto, work_dir: Path, method: str) -> onnx.ModelProto:
+def export_checked(
+    module: torch.nn.Module, reference: onnx.ModelProto, work_dir: Path, method: str
+) -> onnx.ModelProto:
     """Export `module` through a file under `work_dir` and run the checks of every compressed model."""
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=f"{method}-") as folder:

@@ -1,22 +1,23 @@
-"""Half precision: float32 weights and computation become float16, the model's inputs and outputs stay float32.
+"""Half precision: float16 weights and computation, with the model's inputs and outputs kept float32.
 
 The conversion is ONNX Runtime's `onnxruntime.transformers.float16.convert_float_to_float16` with
-`keep_io_types=True`, which inserts Cast nodes at the graph boundary and keeps the operators of its
-default block list (those float16 breaks) in float32. It appends the new Cast nodes at the end of
-the graph, so the nodes are put back in topological order afterwards.
+`keep_io_types=True`, which inserts Cast nodes at the graph boundary, keeps the operators on its
+default block list in float32 and clips weights to the float16 range. It appends the new Cast nodes
+at the end of the graph, so the nodes are put back in topological order afterwards.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict, deque
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
 from workers.compression.base import CompressionContext, CompressionError, Method, MethodConfig
-from workers.compression.verify import check_compressed_model
+
+if TYPE_CHECKING:
+    import onnx
 
 logger = logging.getLogger(__name__)
 
@@ -24,14 +25,19 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 class Config(MethodConfig):
-    """fp16 takes no options."""
+    """Options of the fp16 method: it takes none."""
 
 
 def apply(model: onnx.ModelProto, config: Config, context: CompressionContext) -> onnx.ModelProto:
-    """Convert the float32 weights and computation of `model` to float16, keeping float32 inputs and outputs."""
+    """Convert the float32 weights and computation of `model` to float16, keeping float32 input and output."""
+    import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    float_weights = [tensor for tensor in model.graph.initializer if tensor.data_type == onnx.TensorProto.FLOAT]
+    from workers.compression.verify import check_compressed_model
+
+    float_weights = [
+        tensor for tensor in model.graph.initializer if tensor.data_type == onnx.TensorProto.FLOAT
+    ]
     if not float_weights:
         raise CompressionError(
             "fp16 found no float32 weights to convert; the model is already float16 or quantized"
@@ -45,13 +51,15 @@ def apply(model: onnx.ModelProto, config: Config, context: CompressionContext) -
     except (ValueError, AssertionError, KeyError, onnx.shape_inference.InferenceError) as error:
         raise CompressionError(f"float16 conversion failed: {error}") from error
 
-    sort_nodes(converted.graph)
+    _sort_nodes(converted.graph)
     check_compressed_model(converted, model, "fp16")
     return converted
 
 
-def sort_nodes(graph: onnx.GraphProto) -> None:
+def _sort_nodes(graph: onnx.GraphProto) -> None:
     """Reorder the nodes of `graph` topologically in place, keeping the existing order where it is valid."""
+    import onnx
+
     produced_by = {output: index for index, node in enumerate(graph.node) for output in node.output if output}
     dependents: dict[int, list[int]] = defaultdict(list)
     waiting_on = [0] * len(graph.node)
@@ -76,7 +84,7 @@ def sort_nodes(graph: onnx.GraphProto) -> None:
 
     nodes = [graph.node[index] for index in order]
     sorted_copy = [onnx.NodeProto() for _ in nodes]
-    for target, node in zip(sorted_copy, nodes):
+    for target, node in zip(sorted_copy, nodes, strict=True):
         target.CopyFrom(node)
     del graph.node[:]
     graph.node.extend(sorted_copy)
@@ -84,6 +92,8 @@ def sort_nodes(graph: onnx.GraphProto) -> None:
 
 def _node_reads(node: onnx.NodeProto) -> set[str]:
     """Return the names `node` reads, including the outer-scope names its subgraphs read."""
+    import onnx
+
     names = {name for name in node.input if name}
     for attribute in node.attribute:
         subgraphs = [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)
@@ -94,9 +104,15 @@ def _node_reads(node: onnx.NodeProto) -> set[str]:
 
 
 def _log_out_of_range(weights: list[onnx.TensorProto], context: CompressionContext) -> None:
-    clipped = sum(int(np.count_nonzero(np.abs(numpy_helper.to_array(tensor)) > FLOAT16_MAX)) for tensor in weights)
+    from onnx import numpy_helper
+
+    clipped = sum(
+        int(np.count_nonzero(np.abs(numpy_helper.to_array(tensor)) > FLOAT16_MAX)) for tensor in weights
+    )
     if clipped:
-        message = f"fp16: {clipped} weight value(s) exceed the float16 maximum {FLOAT16_MAX:g} and are clipped"
+        message = (
+            f"fp16: {clipped} weight value(s) exceed the float16 maximum {FLOAT16_MAX:g} and are clipped"
+        )
         logger.warning("%s", message)
         context.log(message)
 

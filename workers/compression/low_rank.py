@@ -12,32 +12,36 @@ import logging
 from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 from pydantic import Field, field_validator, model_validator
 
 from workers.compression.base import CompressionContext, CompressionError, Method, MethodConfig
-from workers.compression.convert import export_checked, onnx_to_torch, weight_layers
 
 if TYPE_CHECKING:
+    import onnx
     import torch
 
 logger = logging.getLogger(__name__)
 
 
 class Config(MethodConfig):
+    """Options of the low_rank method: exactly one of rank_ratio and energy."""
+
     rank_ratio: float | None = Field(
         default=None, description="Rank kept, as a share of each layer's full rank (between 0 and 1)."
     )
     energy: float | None = Field(
         default=None,
-        description="Keep the smallest rank whose singular values hold this share of the squared sum (0 to 1).",
+        description="Keep the smallest rank whose singular values hold this share of their squared sum "
+        "(greater than 0, at most 1).",
     )
 
     @field_validator("rank_ratio")
     @classmethod
     def _valid_rank_ratio(cls, value: float | None) -> float | None:
         if value is not None and not 0.0 < value < 1.0:
-            raise ValueError(f"rank_ratio must be greater than 0 and less than 1, got {value}; 0.5 keeps half the rank")
+            raise ValueError(
+                f"rank_ratio must be greater than 0 and less than 1, got {value}; 0.5 keeps half the rank"
+            )
         return value
 
     @field_validator("energy")
@@ -45,21 +49,24 @@ class Config(MethodConfig):
     def _valid_energy(cls, value: float | None) -> float | None:
         if value is not None and not 0.0 < value <= 1.0:
             raise ValueError(
-                f"energy must be greater than 0 and at most 1, got {value}; 0.95 keeps 95% of the squared singular values"
+                f"energy must be greater than 0 and at most 1, got {value}; "
+                "0.95 keeps 95% of the squared singular values"
             )
         return value
 
     @model_validator(mode="after")
     def _one_rank_rule(self) -> Config:
         if (self.rank_ratio is None) == (self.energy is None):
-            given = "both" if self.rank_ratio is not None else "neither"
-            raise ValueError(f"give exactly one of rank_ratio and energy, got {given}")
+            received = "both" if self.rank_ratio is not None else "neither"
+            raise ValueError(f"give exactly one of rank_ratio and energy, got {received}")
         return self
 
 
 def apply(model: onnx.ModelProto, config: Config, context: CompressionContext) -> onnx.ModelProto:
     """Factorize every Linear and convolution layer where a truncated SVD saves parameters."""
     import torch
+
+    from workers.compression.convert import export_checked, onnx_to_torch, weight_layers
 
     module = onnx_to_torch(model)
     factorized = 0
@@ -81,7 +88,9 @@ def apply(model: onnx.ModelProto, config: Config, context: CompressionContext) -
         factorized += 1
 
     if factorized == 0:
-        rule = f"rank_ratio {config.rank_ratio}" if config.rank_ratio is not None else f"energy {config.energy}"
+        rule = (
+            f"rank_ratio {config.rank_ratio}" if config.rank_ratio is not None else f"energy {config.energy}"
+        )
         raise CompressionError(
             f"low_rank factorized no layer: at {rule} no Linear or convolution layer saves parameters; "
             "lower rank_ratio or energy"
@@ -149,7 +158,9 @@ def _linear_pair(layer: torch.nn.Linear, first: torch.Tensor, second: torch.Tens
     return torch.nn.Sequential(reduce, expand)
 
 
-def _conv_pair(layer: torch.nn.modules.conv._ConvNd, first: torch.Tensor, second: torch.Tensor) -> torch.nn.Module:
+def _conv_pair(
+    layer: torch.nn.modules.conv._ConvNd, first: torch.Tensor, second: torch.Tensor
+) -> torch.nn.Module:
     import torch
 
     rank = first.shape[0]

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import onnx
 from pydantic import Field
 
 from workers.compression.base import CompressionContext, CompressionError, Method, MethodConfig
-from workers.compression.verify import check_compressed_model
+
+if TYPE_CHECKING:
+    import onnx
 
 logger = logging.getLogger(__name__)
 
@@ -23,13 +24,22 @@ INTEGER_OPERATORS = frozenset({"MatMulInteger", "ConvInteger", "DynamicQuantizeL
 
 
 class Config(MethodConfig):
-    weight_type: Literal["int8", "uint8"] = Field(default="int8", description="Integer type of the quantized weights.")
-    per_channel: bool = Field(default=False, description="One scale per output channel instead of one per tensor.")
+    """Options of the quantize_dynamic method."""
+
+    weight_type: Literal["int8", "uint8"] = Field(
+        default="int8", description="Integer type of the quantized weights."
+    )
+    per_channel: bool = Field(
+        default=False, description="One scale per output channel instead of one per tensor."
+    )
 
 
 def apply(model: onnx.ModelProto, config: Config, context: CompressionContext) -> onnx.ModelProto:
     """Quantize the weights of MatMul, Gemm and Conv to 8 bits with ONNX Runtime's dynamic quantization."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from workers.compression.verify import check_compressed_model
 
     weight_type = QuantType.QInt8 if config.weight_type == "int8" else QuantType.QUInt8
     context.work_dir.mkdir(parents=True, exist_ok=True)
@@ -40,7 +50,8 @@ def apply(model: onnx.ModelProto, config: Config, context: CompressionContext) -
         try:
             quantize_dynamic(source, target, weight_type=weight_type, per_channel=config.per_channel)
         except Exception as error:
-            # The quantizer raises assorted types (ValueError, RuntimeError, onnx errors) for models it cannot handle.
+            # The quantizer raises assorted types (ValueError, RuntimeError, onnx errors) for models
+            # it cannot handle.
             raise CompressionError(f"onnxruntime quantize_dynamic failed: {error}") from error
         quantized = onnx.load(target)
 
@@ -55,8 +66,8 @@ def apply(model: onnx.ModelProto, config: Config, context: CompressionContext) -
     except CompressionError as error:
         if any(node.op_type == "ConvInteger" for node in quantized.graph.node):
             raise CompressionError(
-                "quantize_dynamic turned the convolutions into ConvInteger, which ONNX Runtime's CPU provider "
-                f"cannot run for this model ({error}); use quantize_static for convolutional models"
+                "quantize_dynamic turned the convolutions into ConvInteger, which ONNX Runtime's CPU "
+                f"provider cannot run for this model ({error}); use quantize_static for convolutional models"
             ) from error
         raise
     return quantized

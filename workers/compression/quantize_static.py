@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import onnx
 from pydantic import Field, field_validator
 
 from workers.compression.base import CompressionContext, CompressionError, Method, MethodConfig
-from workers.compression.verify import check_compressed_model, input_names
 
 if TYPE_CHECKING:
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader
 
 logger = logging.getLogger(__name__)
@@ -29,11 +28,17 @@ MAX_SAMPLES = 1_000_000
 
 
 class Config(MethodConfig):
+    """Options of the quantize_static method."""
+
     calibration: Literal["minmax", "entropy", "percentile"] = Field(
         default="minmax", description="How activation ranges are chosen from the calibration rows."
     )
-    samples: int = Field(default=512, description="Training rows used for calibration, sampled without replacement.")
-    per_channel: bool = Field(default=False, description="One weight scale per output channel instead of one per tensor.")
+    samples: int = Field(
+        default=512, description="Training rows used for calibration, sampled without replacement."
+    )
+    per_channel: bool = Field(
+        default=False, description="One weight scale per output channel instead of one per tensor."
+    )
 
     @field_validator("samples")
     @classmethod
@@ -45,7 +50,10 @@ class Config(MethodConfig):
 
 def apply(model: onnx.ModelProto, config: Config, context: CompressionContext) -> onnx.ModelProto:
     """Quantize `model` to QDQ int8 with activation ranges calibrated on training rows."""
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from workers.compression.verify import check_compressed_model
 
     if context.calibration is None:
         raise CompressionError(
@@ -77,10 +85,12 @@ def apply(model: onnx.ModelProto, config: Config, context: CompressionContext) -
             )
         except Exception as error:
             # Calibration runs the model in ONNX Runtime, and the quantizer raises assorted types.
-            raise CompressionError(f"onnxruntime quantize_static ({config.calibration}) failed: {error}") from error
+            raise CompressionError(
+                f"onnxruntime quantize_static ({config.calibration}) failed: {error}"
+            ) from error
         quantized = onnx.load(target)
 
-    if not any(node.op_type == "DequantizeLinear" for node in quantized.graph.node):
+    if _count_dequantize_nodes(quantized) <= _count_dequantize_nodes(model):
         raise CompressionError("quantize_static found no operator to quantize in this model; try fp16")
     check_compressed_model(quantized, model, "quantize_static")
     sample_count = next(iter(rows.values())).shape[0]
@@ -88,10 +98,18 @@ def apply(model: onnx.ModelProto, config: Config, context: CompressionContext) -
     return quantized
 
 
+def _count_dequantize_nodes(model: onnx.ModelProto) -> int:
+    return sum(node.op_type == "DequantizeLinear" for node in model.graph.node)
+
+
 def _sample_rows(
     model: onnx.ModelProto, calibration: dict[str, np.ndarray], samples: int, seed: int
 ) -> dict[str, np.ndarray]:
     """Pick up to `samples` rows, the same rows for every input, cast to each input's dtype."""
+    import onnx
+
+    from workers.compression.verify import input_names
+
     names = input_names(model)
     missing = [name for name in names if name not in calibration]
     if missing:
@@ -101,7 +119,9 @@ def _sample_rows(
         )
     counts = {name: len(calibration[name]) for name in names}
     if len(set(counts.values())) != 1:
-        raise CompressionError(f"calibration inputs have different row counts: {counts}")
+        raise CompressionError(
+            f"calibration inputs have different row counts: {counts}; give every input the same rows"
+        )
     available = counts[names[0]]
     if available == 0:
         raise CompressionError("calibration data has no rows; the training table is empty")
@@ -122,7 +142,9 @@ def _split_batches(model: onnx.ModelProto, rows: dict[str, np.ndarray]) -> list[
     fixed = _fixed_batch_size(model)
     size = fixed or CALIBRATION_BATCH_SIZE
     stop = count - size + 1 if fixed else count
-    batches = [{name: array[start : start + size] for name, array in rows.items()} for start in range(0, stop, size)]
+    batches = [
+        {name: array[start : start + size] for name, array in rows.items()} for start in range(0, stop, size)
+    ]
     if not batches:
         raise CompressionError(
             f"the model takes batches of exactly {size} rows but calibration has only {count}; "
@@ -132,6 +154,8 @@ def _split_batches(model: onnx.ModelProto, rows: dict[str, np.ndarray]) -> list[
 
 
 def _fixed_batch_size(model: onnx.ModelProto) -> int | None:
+    from workers.compression.verify import input_names
+
     names = set(input_names(model))
     for value in model.graph.input:
         dims = value.type.tensor_type.shape.dim
@@ -155,6 +179,7 @@ def _make_reader(batches: list[dict[str, np.ndarray]]) -> CalibrationDataReader:
 
 def _preprocess(model: onnx.ModelProto, folder: Path) -> Path:
     """Write `model` to `folder`, pre-processed for quantization where ONNX Runtime manages it."""
+    import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     source = folder / "input.onnx"
@@ -163,7 +188,8 @@ def _preprocess(model: onnx.ModelProto, folder: Path) -> Path:
     try:
         quant_pre_process(str(source), str(processed))
     except Exception as error:
-        # Pre-processing is an optimization; symbolic shape inference fails on some graphs.
+        # Pre-processing only helps quantization, so a failure (symbolic shape inference fails on
+        # some graphs) is logged and skipped.
         logger.warning("quantization pre-processing failed, quantizing the model as it is: %s", error)
         return source
     return processed

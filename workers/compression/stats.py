@@ -21,9 +21,9 @@ FLOAT_TYPES = frozenset(
     {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
 )
 
-# For each operator that reads quantized data: the input slots that hold quantized weights or biases,
-# mapped to the slot of their zero point (None: the zero point is 0) and the axis a per-channel zero
-# point runs along (negative counts from the last axis).
+# Input slots of quantized weights and biases, per operator. Each maps to the slot of its zero
+# point (None when the zero point is 0) and to the axis a per-channel zero point runs along, where
+# a negative axis counts from the last.
 QUANTIZED_DATA_SLOTS: dict[str, dict[int, tuple[int | None, int]]] = {
     "DequantizeLinear": {0: (2, 1)},
     "MatMulInteger": {1: (3, -1)},
@@ -49,7 +49,7 @@ def count_parameters(model: onnx.ModelProto) -> tuple[int, int]:
     A quantized weight counts as zero where it equals its zero point, so a pruned weight stays
     zero after quantization. Returns (parameters, nonzero_parameters).
     """
-    # NOTE: only initializers of the main graph count; weights held in Constant nodes or inside
+    # NOTE: only initializers of the main graph count, so weights held in Constant nodes or inside
     # If/Loop subgraphs are left out.
     graph = model.graph
     consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = defaultdict(list)
@@ -99,7 +99,9 @@ def _dynamic_quantization_scales(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
-def _quantized_data_slot(uses: list[tuple[onnx.NodeProto, int]]) -> tuple[onnx.NodeProto, int | None, int] | None:
+def _quantized_data_slot(
+    uses: list[tuple[onnx.NodeProto, int]],
+) -> tuple[onnx.NodeProto, int | None, int] | None:
     for node, index in uses:
         slots = QUANTIZED_DATA_SLOTS.get(node.op_type, {})
         if index in slots:

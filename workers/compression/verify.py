@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 
 def check_compressed_model(model: onnx.ModelProto, reference: onnx.ModelProto, method: str) -> None:
     """Check that `model` is valid ONNX, keeps the input and output names of `reference` and loads in
-    ONNX Runtime on the CPU; raise CompressionError naming what failed."""
+    ONNX Runtime on the CPU. Raises CompressionError naming the check that failed."""
     import onnxruntime
 
     try:
@@ -40,7 +40,9 @@ def check_compressed_model(model: onnx.ModelProto, reference: onnx.ModelProto, m
     except Exception as error:
         # ONNX Runtime's pybind errors (Fail, NotImplemented, InvalidGraph, ...) share no base
         # class narrower than Exception.
-        raise CompressionError(f"ONNX Runtime (CPU) cannot load the model {method} produced: {error}") from error
+        raise CompressionError(
+            f"ONNX Runtime (CPU) cannot load the model {method} produced: {error}"
+        ) from error
 
 
 def input_names(model: onnx.ModelProto) -> list[str]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -107,6 +108,8 @@ def messages() -> list[str]:
 @pytest.fixture
 def make_context(tmp_path: Path, messages: list[str]) -> Callable[..., CompressionContext]:
     def make(calibration: dict[str, np.ndarray] | None = None) -> CompressionContext:
-        return CompressionContext(work_dir=tmp_path / "work", seed=0, calibration=calibration, log=messages.append)
+        return CompressionContext(
+            work_dir=tmp_path / "work", seed=0, calibration=calibration, log=messages.append
+        )
 
     return make

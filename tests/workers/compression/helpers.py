@@ -30,7 +30,9 @@ def export_module(module: Any, example: tuple, input_names: list[str], opset: in
     return onnx.load_from_string(buffer.getvalue())
 
 
-def compress(model: onnx.ModelProto, method: str, context: CompressionContext, **options: Any) -> onnx.ModelProto:
+def compress(
+    model: onnx.ModelProto, method: str, context: CompressionContext, **options: Any
+) -> onnx.ModelProto:
     """Validate `options` with the method's config model and apply the method."""
     registered = get_method(method)
     return registered.apply(model, registered.config_model.model_validate(options), context)

@@ -38,7 +38,7 @@ def test_dynamic_uint8_weights(mlp_model, tabular_rows, make_context):
 
 def test_dynamic_conv_net_runs(conv_model, image_rows, make_context):
     # ONNX Runtime 1.32's CPU provider has a ConvInteger kernel for these weights, so the conv net
-    # quantizes and runs; a version without one makes quantize_dynamic raise CompressionError instead.
+    # quantizes and runs. A version without that kernel makes quantize_dynamic raise CompressionError.
     images, _ = image_rows
 
     quantized = compress(conv_model, "quantize_dynamic", make_context())

@@ -48,7 +48,9 @@ def test_global_prune_uneven_layers(mlp_model, make_context):
 def test_prune_keeps_biases(mlp_model, make_context):
     pruned = compress(mlp_model, "prune", make_context(), scope="global", sparsity=0.9)
 
-    biases = [onnx.numpy_helper.to_array(tensor) for tensor in pruned.graph.initializer if len(tensor.dims) == 1]
+    biases = [
+        onnx.numpy_helper.to_array(tensor) for tensor in pruned.graph.initializer if len(tensor.dims) == 1
+    ]
     assert len(biases) == 2
     for bias in biases:
         assert np.count_nonzero(bias) == bias.size
