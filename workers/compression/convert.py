@@ -54,7 +54,7 @@ def onnx_to_torch(model: onnx.ModelProto) -> torch.nn.Module:
         )
 
     try:
-        module = onnx2torch.convert(model)
+        module = onnx2torch.convert(_constants_as_initializers(model))
     except Exception as error:
         # Converters raise NotImplementedError for unsupported attributes and other types for graphs
         # they misread, and any of them means the model cannot be converted.
@@ -65,6 +65,53 @@ def onnx_to_torch(model: onnx.ModelProto) -> torch.nn.Module:
     _matmuls_to_linear(module)
     module.eval()
     return module
+
+
+def _constants_as_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Return a copy of `model` where Constant nodes, and Identity nodes that copy an initializer,
+    are initializers.
+
+    onnx2torch builds a BatchNorm or Linear layer only when its parameters are initializers; the
+    TorchScript exporter routes shared parameters through Identity nodes.
+    """
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    output_names = {value.name for value in graph.output}
+
+    kept = []
+    for node in graph.node:
+        tensor = _constant_tensor(node, initializers)
+        if tensor is None or node.output[0] in output_names:
+            kept.append(node)
+            continue
+        tensor.name = node.output[0]
+        graph.initializer.append(tensor)
+        initializers[tensor.name] = tensor
+    if len(kept) < len(graph.node):
+        del graph.node[:]
+        graph.node.extend(kept)
+    return copy
+
+
+def _constant_tensor(
+    node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]
+) -> onnx.TensorProto | None:
+    """Return the tensor a Constant node (with a `value` attribute) or an Identity of an initializer
+    produces, or None for any other node."""
+    if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+        for attribute in node.attribute:
+            if attribute.name == "value" and attribute.type == onnx.AttributeProto.TENSOR:
+                tensor = onnx.TensorProto()
+                tensor.CopyFrom(attribute.t)
+                return tensor
+        return None
+    if node.op_type == "Identity" and node.domain in ("", "ai.onnx") and node.input[0] in initializers:
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(initializers[node.input[0]])
+        return tensor
+    return None
 
 
 def _matmuls_to_linear(module: torch.fx.GraphModule) -> None:

@@ -43,6 +43,7 @@ class Config(MethodConfig):
 
 def apply(model: onnx.ModelProto, config: Config, context: CompressionContext) -> onnx.ModelProto:
     """Remove the `ratio` of neurons or channels with the smallest L1 norm from each hidden layer."""
+    import torch
     import torch_pruning
 
     from workers.compression.convert import example_inputs, export_checked, onnx_to_torch, weight_layers
@@ -57,15 +58,18 @@ def apply(model: onnx.ModelProto, config: Config, context: CompressionContext) -
         )
 
     before = _parameter_count(module)
+    examples = example_inputs(model, seed=context.seed)
     try:
         pruner = torch_pruning.pruner.MetaPruner(
             module,
-            example_inputs(model, seed=context.seed),
+            examples,
             importance=torch_pruning.importance.MagnitudeImportance(p=1),
             pruning_ratio=config.ratio,
             ignored_layers=list(output_layers),
         )
         pruner.step()
+        with torch.no_grad():
+            module(*examples)
     except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as error:
         raise CompressionError(
             f"torch-pruning failed to remove neurons from this model: {error}; "

@@ -7,6 +7,8 @@ inference and graph optimization) runs first where it succeeds.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from pathlib import Path
@@ -72,22 +74,28 @@ def apply(model: onnx.ModelProto, config: Config, context: CompressionContext) -
     with tempfile.TemporaryDirectory(dir=context.work_dir, prefix="quantize_static-") as folder:
         source = _preprocess(model, Path(folder))
         target = Path(folder) / "quantized.onnx"
+        # The entropy and percentile calibrators print their progress, which would mix into the CLI's output.
+        printed = io.StringIO()
         try:
-            quantize_static(
-                source,
-                target,
-                reader,
-                quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                per_channel=config.per_channel,
-                calibrate_method=method,
-            )
+            with contextlib.redirect_stdout(printed):
+                quantize_static(
+                    source,
+                    target,
+                    reader,
+                    quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    per_channel=config.per_channel,
+                    calibrate_method=method,
+                )
         except Exception as error:
             # Calibration runs the model in ONNX Runtime, and the quantizer raises assorted types.
             raise CompressionError(
                 f"onnxruntime quantize_static ({config.calibration}) failed: {error}"
             ) from error
+        finally:
+            if printed.getvalue():
+                logger.debug("onnxruntime calibration output: %s", printed.getvalue().strip())
         quantized = onnx.load(target)
 
     if _count_dequantize_nodes(quantized) <= _count_dequantize_nodes(model):

@@ -45,3 +45,20 @@ def test_structured_single_layer_raises(make_context):
 
     with pytest.raises(CompressionError, match="no hidden Linear or convolution layer"):
         compress(model, "prune_structured", make_context(), ratio=0.5)
+
+
+def test_structured_batch_norm_mlp(make_context):
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(
+        torch.nn.Linear(6, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Linear(16, 2)
+    )
+    model = export_module(module, (torch.randn(2, 6),), ["features"], opset=13)
+    assert "BatchNormalization" in {node.op_type for node in model.graph.node}
+
+    pruned = compress(model, "prune_structured", make_context(), ratio=0.5)
+
+    assert count_parameters(pruned)[0] < count_parameters(model)[0]
+    features = np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32)
+    assert run(pruned, {"features": features}).shape == (5, 2)
