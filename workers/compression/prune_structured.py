@@ -68,6 +68,7 @@ def apply(model: onnx.ModelProto, config: Config, context: CompressionContext) -
             ignored_layers=list(output_layers),
         )
         pruner.step()
+        # A forward pass catches layers that torch-pruning could not resize to match their inputs.
         with torch.no_grad():
             module(*examples)
     except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as error:
