@@ -14,22 +14,13 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
 from onnx.external_data_helper import uses_external_data
+
+from workers.compression.stats import count_parameters
 
 logger = logging.getLogger(__name__)
 
 MIN_OPSET = 7
-# Element types counted as model parameters: floating-point and 8-bit integer weights. Integer
-# tensors of 32 and 64 bits hold shapes, axes and indices, not weights.
-PARAMETER_TYPES = {
-    TensorProto.FLOAT,
-    TensorProto.FLOAT16,
-    TensorProto.DOUBLE,
-    TensorProto.BFLOAT16,
-    TensorProto.INT8,
-    TensorProto.UINT8,
-}
 
 
 class ModelError(ValueError):
@@ -127,28 +118,6 @@ def describe_value(value: onnx.ValueInfoProto) -> dict[str, Any]:
         "dtype": str(np.dtype(dtype)) if dtype is not None else "unknown",
         "shape": shape if tensor_type.HasField("shape") else None,
     }
-
-
-def count_parameters(model: onnx.ModelProto) -> tuple[int, int]:
-    """Return (parameters, non-zero parameters) over weight initializers and Constant weight nodes."""
-    total = 0
-    nonzero = 0
-    for tensor in _weight_tensors(model):
-        if tensor.data_type not in PARAMETER_TYPES or len(tensor.dims) == 0:
-            continue
-        array = numpy_helper.to_array(tensor)
-        total += int(array.size)
-        nonzero += int(np.count_nonzero(array))
-    return total, nonzero
-
-
-def _weight_tensors(model: onnx.ModelProto):
-    yield from model.graph.initializer
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            for attribute in node.attribute:
-                if attribute.name == "value" and attribute.type == onnx.AttributeProto.TENSOR:
-                    yield attribute.t
 
 
 def file_facts(path: Path) -> dict[str, int | str]:

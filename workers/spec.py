@@ -218,7 +218,7 @@ DEFAULT_RECIPES: list[dict[str, Any]] = [
     {"name": "prune-global-90", "steps": [{"method": "prune", "scope": "global", "sparsity": 0.9}]},
     {"name": "prune-structured-50", "steps": [{"method": "prune_structured", "ratio": 0.5}]},
     {"name": "low-rank-50", "steps": [{"method": "low_rank", "rank_ratio": 0.5}]},
-    {"name": "low-rank-energy-95", "steps": [{"method": "low_rank", "energy": 0.95}]},
+    {"name": "low-rank-energy-80", "steps": [{"method": "low_rank", "energy": 0.8}]},
     {
         "name": "prune-50-then-int8",
         "steps": [{"method": "prune", "scope": "global", "sparsity": 0.5}, {"method": "quantize_static"}],

@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.utils.models import export_mlp
-from workers.onnx_model import ModelError, count_parameters, describe_model, load_model
+from workers.onnx_model import ModelError, describe_model, load_model
 
 
 def linear_model(weight: np.ndarray, opset: int = 17) -> onnx.ModelProto:
@@ -30,12 +30,6 @@ def test_describe_exported_mlp(tmp_path):
     assert description["inputs"][0]["shape"] == ["batch", 4]
     assert description["parameters"] == 4 * 8 + 8 + 8 * 2 + 2
     assert len(description["sha256"]) == 64
-
-
-def test_count_parameters_nonzero():
-    weight = np.zeros((3, 2))
-    weight[0, 0] = 1.0
-    assert count_parameters(linear_model(weight)) == (6, 1)
 
 
 def test_not_an_onnx_file(tmp_path):

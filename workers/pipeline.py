@@ -1,0 +1,489 @@
+"""The audit pipeline: compress the model with each recipe, evaluate every variant, write the report.
+
+The CLI, the Celery task and the tests call `run_audit` with plain paths and a validated job spec.
+Each finished variant is also written to `out_dir/.variants/<name>.json`, so a run that resumes
+after an interruption (a redelivered task) reuses finished variants instead of redoing them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+
+from workers.compression import CompressionContext, CompressionError, get_method
+from workers.data import DataError, InputSpec, PreparedData, prepare_table, read_table
+from workers.fairness import BootstrapSettings, compare_predictions, evaluate_predictions
+from workers.inference import (
+    OutputInterpretation,
+    create_session,
+    interpret_outputs,
+    measure_latency,
+    model_input_specs,
+    predict,
+)
+from workers.compression.stats import count_parameters
+from workers.onnx_model import ModelError, file_facts, load_model, save_model, validate_model
+from workers.report import build_report, write_json_atomic
+from workers.spec import JobSpec, Recipe, SpecError
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+PARTIAL_DIR = ".variants"
+
+
+@dataclass
+class AuditInputs:
+    """Everything a run needs, loaded and validated once."""
+
+    model: onnx.ModelProto
+    model_path: Path
+    input_specs: list[InputSpec]
+    interpretation: OutputInterpretation
+    evaluation: PreparedData
+    training: PreparedData | None
+
+
+def _resolve(path_text: str, base_dir: Path | None) -> Path:
+    path = Path(path_text).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return path
+
+
+def check_inputs(spec: JobSpec, *, base_dir: Path | None = None) -> AuditInputs:
+    """Load and validate the model and tables a spec names; raise naming the field, column or value."""
+    model_path = _resolve(spec.model, base_dir)
+    model = load_model(model_path)
+    input_specs = model_input_specs(model)
+    session = create_session(model)
+
+    evaluation_path = _resolve(spec.data.evaluation, base_dir)
+    evaluation_table = read_table(evaluation_path, delimiter=spec.data.delimiter)
+    source = f"evaluation table {evaluation_path.name}"
+
+    # The number of classes comes from the model, so a small labelled batch is run first.
+    probe = _probe_inputs(evaluation_table, spec, input_specs, source)
+    interpretation = interpret_outputs(
+        session, probe, output_name=spec.evaluation.output, output_kind=spec.evaluation.output_kind
+    )
+    n_outputs = interpretation.n_classes or (len(spec.data.classes) if spec.data.classes else 2)
+
+    evaluation = prepare_table(
+        evaluation_table,
+        spec.data,
+        input_specs,
+        n_outputs,
+        source=source,
+        intersectional=spec.evaluation.intersectional,
+    )
+
+    training = None
+    if spec.data.training is not None:
+        training_path = _resolve(spec.data.training, base_dir)
+        if training_path.resolve() == evaluation_path.resolve():
+            raise SpecError(
+                f"data.training and data.evaluation name the same file ({training_path.name}); calibration and "
+                "training must never see the evaluation table"
+            )
+        training_table = read_table(training_path, delimiter=spec.data.delimiter)
+        training = prepare_table(
+            training_table,
+            spec.data,
+            input_specs,
+            n_outputs,
+            source=f"training table {training_path.name}",
+            intersectional=spec.evaluation.intersectional,
+        )
+        if training.feature_names != evaluation.feature_names:
+            raise DataError(
+                "the training and evaluation tables give different feature columns; give both the same columns"
+            )
+
+    missing_training = spec.needs_training_table()
+    if missing_training and training is None:
+        raise SpecError(
+            f"data.training: recipes {', '.join(missing_training)} need a training table (calibration or "
+            "training data) but the spec names none; add data.training or drop those recipes"
+        )
+    return AuditInputs(model, model_path, input_specs, interpretation, evaluation, training)
+
+
+def _probe_inputs(table: Any, spec: JobSpec, input_specs: list[InputSpec], source: str) -> dict[str, np.ndarray]:
+    from workers.data import build_inputs
+
+    inputs, _ = build_inputs(table, spec.data, input_specs, source=source)
+    return {name: array[:8] for name, array in inputs.items()}
+
+
+def resolve_device(device: str | None) -> str:
+    if device is not None:
+        return device
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class VariantEvaluator:
+    """Runs a model on the evaluation table and computes its metrics against the base predictions."""
+
+    def __init__(self, spec: JobSpec, inputs: AuditInputs, device: str) -> None:
+        self.spec = spec
+        self.inputs = inputs
+        self.device = device
+        self.bootstrap = BootstrapSettings(
+            resamples=spec.bootstrap.resamples, confidence=spec.bootstrap.confidence, seed=spec.bootstrap.seed
+        )
+        self.base_predictions: np.ndarray | None = None
+
+    def predict(self, model: onnx.ModelProto) -> np.ndarray:
+        session = create_session(model, device=self.device)
+        return predict(
+            session,
+            self.inputs.evaluation.inputs,
+            self.inputs.interpretation,
+            batch_size=self.spec.evaluation.batch_size,
+            output_kind=self.spec.evaluation.output_kind,
+            threshold=self.spec.evaluation.threshold,
+        )
+
+    def evaluate(self, model: onnx.ModelProto, predictions: np.ndarray) -> dict[str, Any]:
+        data = self.inputs.evaluation
+        n_classes = len(data.class_names)
+        out_of_range = (predictions < 0) | (predictions >= n_classes)
+        if out_of_range.any():
+            raise ModelError(
+                f"the model predicted class index {int(predictions[out_of_range][0])}, outside 0..{n_classes - 1}; "
+                "check data.classes or data.positive_label against the model's outputs"
+            )
+        metrics = evaluate_predictions(
+            data.labels,
+            predictions,
+            data.groups,
+            n_classes=n_classes,
+            class_names=data.class_names,
+            positive_class=data.positive_class,
+            bootstrap=self.bootstrap,
+            min_group_size=self.spec.evaluation.min_group_size,
+        )
+        result: dict[str, Any] = {"metrics": metrics}
+        if self.base_predictions is not None:
+            result["change_vs_base"] = compare_predictions(
+                data.labels,
+                self.base_predictions,
+                predictions,
+                data.groups,
+                n_classes=n_classes,
+                class_names=data.class_names,
+                positive_class=data.positive_class,
+                bootstrap=self.bootstrap,
+            )
+            result["agreement_with_base"] = float(np.mean(predictions == self.base_predictions))
+        session = create_session(model, device=self.device)
+        result["latency"] = measure_latency(
+            session,
+            data.inputs,
+            batch_size=self.spec.evaluation.batch_size,
+            runs=self.spec.evaluation.latency_runs,
+        )
+        return result
+
+
+def _artifact(path: Path, model: onnx.ModelProto, out_dir: Path) -> dict[str, Any]:
+    parameters, nonzero = count_parameters(model)
+    facts = file_facts(path)
+    return {
+        "path": path.relative_to(out_dir).as_posix(),
+        "bytes": facts["bytes"],
+        "gzip_bytes": facts["gzip_bytes"],
+        "sha256": facts["sha256"],
+        "parameters": parameters,
+        "nonzero_parameters": nonzero,
+    }
+
+
+def _recipe_key(recipe: Recipe | None, spec: JobSpec) -> str:
+    payload = {
+        "recipe": recipe.model_dump(mode="json") if recipe else "base",
+        "data": spec.data.model_dump(mode="json"),
+        "bootstrap": spec.bootstrap.model_dump(mode="json"),
+        "evaluation": spec.evaluation.model_dump(mode="json"),
+        "seed": spec.seed,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _load_partial(out_dir: Path, name: str, key: str) -> dict[str, Any] | None:
+    path = out_dir / PARTIAL_DIR / f"{name}.json"
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        logger.warning("ignoring unreadable partial result %s", path)
+        return None
+    if stored.get("key") != key:
+        return None
+    artifact = stored["result"].get("artifact")
+    if artifact and not (out_dir / artifact["path"]).is_file():
+        return None
+    return stored
+
+
+def _store_partial(out_dir: Path, name: str, key: str, result: dict[str, Any], predictions: np.ndarray | None) -> None:
+    folder = out_dir / PARTIAL_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    if predictions is not None:
+        np.save(folder / f"{name}.predictions.npy", predictions)
+    write_json_atomic(folder / f"{name}.json", {"key": key, "result": result})
+
+
+def _load_predictions(out_dir: Path, name: str) -> np.ndarray | None:
+    path = out_dir / PARTIAL_DIR / f"{name}.predictions.npy"
+    return np.load(path, allow_pickle=False) if path.is_file() else None
+
+
+def _method_label(recipe: Recipe) -> str:
+    return "+".join(step.method for step in recipe.steps)
+
+
+def build_variant_model(
+    recipe: Recipe, base_model: onnx.ModelProto, context: CompressionContext
+) -> tuple[onnx.ModelProto, list[dict[str, Any]]]:
+    """Apply a recipe's steps in order; return the model and the time each step took."""
+    if recipe.intervention is not None:
+        raise CompressionError(
+            f"fairness intervention '{recipe.intervention.method}' is not available in this version; "
+            "remove the intervention from the recipe"
+        )
+    model = base_model
+    steps = []
+    for step in recipe.steps:
+        started = time.perf_counter()
+        method = get_method(step.method)
+        model = method.apply(model, step.config(), context)
+        steps.append({"method": step.method, "options": step.options(), "seconds": time.perf_counter() - started})
+    validate_model(model, source=f"variant '{recipe.name}'")
+    return model, steps
+
+
+def run_audit(
+    spec: JobSpec,
+    *,
+    out_dir: Path,
+    base_dir: Path | None = None,
+    progress: ProgressCallback | None = None,
+    device: str | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Run every recipe of the spec and write `out_dir/report.json` plus one ONNX file per variant."""
+    started_at = datetime.now(timezone.utc)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notify = progress or (lambda event: None)
+
+    inputs = check_inputs(spec, base_dir=base_dir)
+    recipes = spec.resolved_recipes()
+    device = resolve_device(device)
+    total = len(recipes) + 1
+    logger.info("audit of %s started: %d variants, device %s", inputs.model_path, total, device)
+
+    evaluator = VariantEvaluator(spec, inputs, device)
+    variants = [_run_base(spec, inputs, evaluator, out_dir, resume, notify, total)]
+    context = _compression_context(spec, inputs, out_dir, device)
+    for index, recipe in enumerate(recipes, start=1):
+        variants.append(_run_recipe(spec, recipe, inputs, evaluator, context, out_dir, resume, notify, index, total))
+
+    report = build_report(
+        spec=spec,
+        inputs=inputs,
+        variants=variants,
+        device=device,
+        started_at=started_at,
+        finished_at=datetime.now(timezone.utc),
+    )
+    write_json_atomic(out_dir / "report.json", report)
+    clean_partial_results(out_dir)
+    logger.info("audit finished: report at %s", out_dir / "report.json")
+    return report
+
+
+def _compression_context(spec: JobSpec, inputs: AuditInputs, out_dir: Path, device: str) -> CompressionContext:
+    calibration = None
+    labels = None
+    if inputs.training is not None:
+        rng = np.random.default_rng(spec.seed)
+        rows = inputs.training.rows
+        take = min(rows, spec.evaluation.calibration_rows)
+        index = np.sort(rng.choice(rows, size=take, replace=False))
+        sample = inputs.training.take(index)
+        calibration = sample.inputs
+        labels = sample.labels
+    work_dir = out_dir / PARTIAL_DIR / "work"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return CompressionContext(work_dir=work_dir, seed=spec.seed, device=device, calibration=calibration, labels=labels)
+
+
+def _run_base(
+    spec: JobSpec,
+    inputs: AuditInputs,
+    evaluator: VariantEvaluator,
+    out_dir: Path,
+    resume: bool,
+    notify: ProgressCallback,
+    total: int,
+) -> dict[str, Any]:
+    key = _recipe_key(None, spec)
+    notify({"event": "variant_started", "variant": "base", "index": 0, "total": total})
+    stored = _load_partial(out_dir, "base", key) if resume else None
+    predictions = _load_predictions(out_dir, "base") if stored else None
+    if stored is not None and predictions is not None:
+        evaluator.base_predictions = predictions
+        result = stored["result"]
+    else:
+        started = time.perf_counter()
+        path = out_dir / "base.onnx"
+        save_model(inputs.model, path)
+        predictions = evaluator.predict(inputs.model)
+        evaluation = evaluator.evaluate(inputs.model, predictions)
+        evaluator.base_predictions = predictions
+        result = {
+            "name": "base",
+            "method": "none",
+            "steps": [],
+            "status": "succeeded",
+            "artifact": _artifact(path, inputs.model, out_dir),
+            "checks": {"onnx_checker": True, "runs": True, "agreement_with_base": 1.0},
+            "metrics": evaluation["metrics"],
+            "latency": evaluation["latency"],
+            "timings": {"compress_seconds": 0.0, "evaluate_seconds": time.perf_counter() - started},
+            "warnings": list(inputs.evaluation.warnings) + evaluation["metrics"].get("warnings", []),
+        }
+        _store_partial(out_dir, "base", key, result, predictions)
+    notify({"event": "variant_finished", "variant": "base", "status": "succeeded", "index": 0, "total": total})
+    return result
+
+
+def _run_recipe(
+    spec: JobSpec,
+    recipe: Recipe,
+    inputs: AuditInputs,
+    evaluator: VariantEvaluator,
+    context: CompressionContext,
+    out_dir: Path,
+    resume: bool,
+    notify: ProgressCallback,
+    index: int,
+    total: int,
+) -> dict[str, Any]:
+    key = _recipe_key(recipe, spec)
+    notify({"event": "variant_started", "variant": recipe.name, "index": index, "total": total})
+    stored = _load_partial(out_dir, recipe.name, key) if resume else None
+    if stored is not None:
+        result = stored["result"]
+        logger.info("variant %s reused from an earlier run", recipe.name)
+    else:
+        result = _build_and_evaluate(spec, recipe, inputs, evaluator, context, out_dir)
+        _store_partial(out_dir, recipe.name, key, result, None)
+    notify(
+        {
+            "event": "variant_finished",
+            "variant": recipe.name,
+            "status": result["status"],
+            "error": result.get("error"),
+            "index": index,
+            "total": total,
+        }
+    )
+    return result
+
+
+def _build_and_evaluate(
+    spec: JobSpec,
+    recipe: Recipe,
+    inputs: AuditInputs,
+    evaluator: VariantEvaluator,
+    context: CompressionContext,
+    out_dir: Path,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "name": recipe.name,
+        "method": _method_label(recipe),
+        "steps": [{"method": step.method, "options": step.options()} for step in recipe.steps],
+        "intervention": recipe.intervention.model_dump() if recipe.intervention else None,
+    }
+    started = time.perf_counter()
+    try:
+        model, steps = build_variant_model(recipe, inputs.model, context)
+        compress_seconds = time.perf_counter() - started
+        path = out_dir / f"{recipe.name}.onnx"
+        save_model(model, path)
+        reloaded = load_model(path)
+        predictions = evaluator.predict(reloaded)
+        evaluation = evaluator.evaluate(reloaded, predictions)
+    except (CompressionError, ModelError, DataError, ValueError) as error:
+        logger.warning("variant %s failed: %s", recipe.name, error)
+        return _failed(result, str(error), started)
+    except Exception as error:  # a bug or a library failure must not stop the other variants
+        logger.error("variant %s failed unexpectedly:\n%s", recipe.name, traceback.format_exc())
+        return _failed(result, f"unexpected {type(error).__name__}: {error}", started)
+
+    result.update(
+        {
+            "status": "succeeded",
+            "steps": steps,
+            "artifact": _artifact(path, reloaded, out_dir),
+            "checks": {
+                "onnx_checker": True,
+                "runs": True,
+                "agreement_with_base": evaluation["agreement_with_base"],
+            },
+            "metrics": evaluation["metrics"],
+            "change_vs_base": evaluation["change_vs_base"],
+            "latency": evaluation["latency"],
+            "timings": {
+                "compress_seconds": compress_seconds,
+                "evaluate_seconds": time.perf_counter() - started - compress_seconds,
+            },
+            "warnings": evaluation["metrics"].get("warnings", []),
+        }
+    )
+    return result
+
+
+def _failed(result: dict[str, Any], message: str, started: float) -> dict[str, Any]:
+    result.update(
+        {
+            "status": "failed",
+            "error": message,
+            "timings": {"compress_seconds": time.perf_counter() - started, "evaluate_seconds": 0.0},
+            "warnings": [],
+        }
+    )
+    return result
+
+
+def clean_partial_results(out_dir: Path) -> None:
+    """Remove the per-variant files a finished run no longer needs."""
+    folder = Path(out_dir) / PARTIAL_DIR
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if path.is_file():
+            path.unlink()
+        else:
+            os.rmdir(path)
+    os.rmdir(folder)

@@ -1,0 +1,105 @@
+"""The audit report (version 1): assembly, atomic writing and the JSON Schema it follows."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workers.pipeline import AuditInputs
+    from workers.spec import JobSpec
+
+REPORT_SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment(device: str) -> dict[str, Any]:
+    return {
+        "fairsqueeze": _version("fairsqueeze"),
+        "python": platform.python_version(),
+        "onnx": _version("onnx"),
+        "onnxruntime": _version("onnxruntime"),
+        "torch": _version("torch"),
+        "numpy": _version("numpy"),
+        "platform": platform.platform(),
+        "device": device,
+    }
+
+
+def data_summary(inputs: AuditInputs) -> dict[str, Any]:
+    evaluation = inputs.evaluation
+    groups = {
+        attribute: {name: int(count) for name, count in zip(names, _bincount(codes, len(names)))}
+        for attribute, (codes, names) in evaluation.groups.items()
+    }
+    return {
+        "evaluation_rows": evaluation.rows,
+        "training_rows": inputs.training.rows if inputs.training is not None else None,
+        "classes": evaluation.class_names,
+        "positive_class": (
+            evaluation.class_names[evaluation.positive_class] if evaluation.positive_class is not None else None
+        ),
+        "features": evaluation.feature_names,
+        "groups": groups,
+        "model_output": {"name": inputs.interpretation.name, "kind": inputs.interpretation.kind},
+    }
+
+
+def _bincount(codes: Any, length: int) -> list[int]:
+    import numpy as np
+
+    return np.bincount(codes, minlength=length).tolist()
+
+
+def build_report(
+    *,
+    spec: JobSpec,
+    inputs: AuditInputs,
+    variants: list[dict[str, Any]],
+    device: str,
+    started_at: datetime,
+    finished_at: datetime,
+) -> dict[str, Any]:
+    """Assemble the report dict: the resolved spec, the data summary and every variant, base first."""
+    job = spec.model_dump(mode="json")
+    job["recipes"] = [recipe.model_dump(mode="json") for recipe in spec.resolved_recipes()]
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "job": job,
+        "created_at": finished_at.isoformat(),
+        "duration_seconds": (finished_at - started_at).total_seconds(),
+        "environment": environment(device),
+        "data": data_summary(inputs),
+        "variants": variants,
+    }
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to a temporary file beside `path`, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(payload, stream, indent=2, allow_nan=False)
+            stream.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
