@@ -458,10 +458,19 @@ def _build_and_evaluate(
                 "compress_seconds": compress_seconds,
                 "evaluate_seconds": time.perf_counter() - started - compress_seconds,
             },
-            "warnings": evaluation["metrics"].get("warnings", []),
+            "warnings": _model_warnings(reloaded, spec) + evaluation["metrics"].get("warnings", []),
         }
     )
     return result
+
+
+def _model_warnings(model: onnx.ModelProto, spec: JobSpec) -> list[str]:
+    if any(node.op_type == "DynamicQuantizeLinear" for node in model.graph.node):
+        return [
+            "activations are quantized with a scale computed per call, so predictions depend on how rows are "
+            f"batched; this audit ran batches of {spec.evaluation.batch_size} rows (evaluation.batch_size)"
+        ]
+    return []
 
 
 def _failed(result: dict[str, Any], message: str, started: float) -> dict[str, Any]:
