@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 
 from celery import Celery
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.concurrency import run_in_threadpool
 
 from service.db import upgrade_database
@@ -61,15 +63,17 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         version=API_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
+        generate_unique_id_function=lambda route: route.name,
         responses={422: {"model": ErrorPublic, "description": "Invalid request"}},
     )
     app.state.settings = settings
     app.state.storage = ArtifactStorage(settings.resolved_data_dir)
-    app.state.celery = celery or create_celery(settings)
+    app.state.celery = celery or create_celery(settings, results=False)
     app.state.metrics_registry = create_registry(settings.resolved_database_url)
 
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     for router in (models.router, datasets.router, audits.router, health.router):
         app.include_router(router)
     return app
@@ -77,6 +81,12 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
 
 async def _api_error(request: Request, error: ApiError) -> JSONResponse:
     return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+
+
+async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+    if error.status_code == 400 and error.detail == "There was an error parsing the body":
+        return JSONResponse({"detail": "body: not valid JSON; send the job spec as a UTF-8 JSON object"}, status_code=400)
+    return await http_exception_handler(request, error)
 
 
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -36,7 +36,9 @@ def format_request_errors(errors: Sequence[dict[str, Any]]) -> str:
             message = message[len("Value error, ") :]
         line = f"{_location(item.get('loc', ()))}: {message}"
         received = item.get("input")
-        if item.get("type") == "missing":
+        if item.get("type") == "json_invalid":
+            line = f"body: not valid JSON ({item.get('ctx', {}).get('error', message)}); send the job spec as a JSON object"
+        elif item.get("type") == "missing":
             line = f"{_location(item.get('loc', ()))}: field required"
         elif isinstance(received, (str, int, float, bool)) and item.get("type") != "value_error":
             shown = repr(received)

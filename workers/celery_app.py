@@ -50,8 +50,12 @@ def transport_options(settings: Settings) -> dict[str, Any]:
     return {"connect_args": {"timeout": 30}}
 
 
-def create_celery(settings: Settings) -> Celery:
-    """Build a Celery app for `settings`; the gateway uses one to send, workers one to consume."""
+def create_celery(settings: Settings, *, results: bool = True) -> Celery:
+    """Build a Celery app for `settings`; the gateway uses one to send, workers one to consume.
+
+    The gateway passes `results=False`: it reads outcomes from the job store, so it needs no
+    result backend, while workers still store task results (which expire after `result_expires`).
+    """
     app = Celery("fairsqueeze", include=["workers.tasks"])
     backend_options: dict[str, Any] = {}
     if settings.broker_key_prefix:
@@ -60,7 +64,7 @@ def create_celery(settings: Settings) -> Celery:
         broker_url=settings.resolved_broker_url,
         broker_transport_options=transport_options(settings),
         broker_connection_retry_on_startup=True,
-        result_backend=settings.resolved_result_backend,
+        result_backend=settings.resolved_result_backend if results else None,
         result_backend_transport_options=backend_options,
         result_expires=settings.result_expires,
         task_serializer="json",

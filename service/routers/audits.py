@@ -13,7 +13,7 @@ from service.deps import CeleryDep, SessionDep, SettingsDep, StorageDep
 from service.errors import ApiError
 from service.logs import job_context
 from service.schemas.audits import AUDIT_CREATE_EXAMPLE, AuditPublic, AuditsPublic, AuditStatus
-from service.schemas.common import error_responses
+from service.schemas.common import MAX_OFFSET, error_responses
 from service.storage import VARIANT_NAME_PATTERN
 from service.submission import submit_audit
 from service.tables import AuditRecord, utcnow
@@ -39,8 +39,15 @@ REPLAYED_HEADER = {
     status_code=202,
     response_model=AuditPublic,
     responses={
-        202: {"description": "The job is queued", "headers": {**LOCATION_HEADER, **REPLAYED_HEADER}},
-        **error_responses(409, 422, 503),
+        202: {
+            "description": "The job is queued",
+            "headers": {**LOCATION_HEADER, **REPLAYED_HEADER},
+            "links": {
+                operation: {"operationId": operation, "parameters": {"audit_id": "$response.body#/id"}}
+                for operation in ("get_audit", "get_report", "cancel_audit", "delete_audit")
+            },
+        },
+        **error_responses(400, 409, 422, 503),
     },
 )
 def create_audit(
@@ -78,7 +85,7 @@ def list_audits(
     session: SessionDep,
     status: Annotated[AuditStatus | None, Query(description="Only jobs with this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Jobs per page.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Jobs to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Jobs to skip.")] = 0,
 ) -> AuditsPublic:
     """List jobs, newest first, optionally with one status."""
     records, count = store.list_audits(session, status=status, limit=limit, offset=offset)

@@ -14,7 +14,7 @@ from service import store
 from service.db import session_scope
 from service.deps import SessionDep, SettingsDep, StorageDep
 from service.errors import ApiError
-from service.schemas.common import error_responses
+from service.schemas.common import MAX_OFFSET, error_responses
 from service.schemas.datasets import DatasetPublic, DatasetsPublic
 from service.settings import Settings
 from service.storage import ArtifactStorage, safe_filename
@@ -30,7 +30,15 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
     "",
     status_code=201,
     response_model=DatasetPublic,
-    responses=error_responses(413, 415, 422),
+    responses={
+        201: {
+            "description": "The new dataset record",
+            "links": {
+                "get_dataset": {"operationId": "get_dataset", "parameters": {"dataset_id": "$response.body#/id"}}
+            },
+        },
+        **error_responses(413, 415, 422),
+    },
     openapi_extra=multipart_request_body("CSV, Parquet or NPZ file; the name's extension gives the format"),
 )
 async def upload_dataset(
@@ -51,7 +59,7 @@ async def upload_dataset(
 def list_datasets(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500, description="Records per page.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Records to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Records to skip.")] = 0,
 ) -> DatasetsPublic:
     """List uploaded datasets, newest first."""
     records, count = store.list_datasets(session, limit=limit, offset=offset)

@@ -14,7 +14,7 @@ from service import store
 from service.db import session_scope
 from service.deps import SessionDep, SettingsDep, StorageDep
 from service.errors import ApiError
-from service.schemas.common import error_responses
+from service.schemas.common import MAX_OFFSET, error_responses
 from service.schemas.models import ModelPublic, ModelsPublic
 from service.settings import Settings
 from service.storage import ArtifactStorage, safe_filename
@@ -32,7 +32,10 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
     response_model=ModelPublic,
     responses={
         200: {"model": ModelPublic, "description": "The same bytes were uploaded before: the existing record"},
-        201: {"description": "A new model record"},
+        201: {
+            "description": "A new model record",
+            "links": {"get_model": {"operationId": "get_model", "parameters": {"model_id": "$response.body#/id"}}},
+        },
         **error_responses(413, 415, 422),
     },
     openapi_extra=multipart_request_body("ONNX model file"),
@@ -52,7 +55,7 @@ async def upload_model(
 def list_models(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500, description="Records per page.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Records to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Records to skip.")] = 0,
 ) -> ModelsPublic:
     """List uploaded models, newest first."""
     records, count = store.list_models(session, limit=limit, offset=offset)
@@ -78,18 +81,21 @@ def register_model(received: ReceivedFile, *, settings: Settings, storage: Artif
         received.path.unlink(missing_ok=True)
         return existing, False
 
+    filename = safe_filename(received.filename, default="model.onnx")
     try:
         facts = describe_model(received.path)
     except ModelError as error:
         received.path.unlink(missing_ok=True)
-        raise ApiError(422, f"file: {error}") from error
+        # The message names the temporary file; the client knows the upload by its own file name.
+        message = str(error).replace(str(received.path), filename)
+        raise ApiError(422, f"file: {message}") from error
 
     model_id = uuid.uuid4().hex
     storage.place(received.path, storage.model_path(model_id))
     record = ModelRecord(
         id=model_id,
         sha256=received.sha256,
-        filename=safe_filename(received.filename, default="model.onnx"),
+        filename=filename,
         bytes=received.bytes,
         opset=facts.get("opset"),
         inputs=facts["inputs"],

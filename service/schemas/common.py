@@ -5,6 +5,10 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
+# Databases keep OFFSET in a signed 64-bit integer; no store here holds anywhere near this many rows.
+MAX_OFFSET = 1_000_000_000
+
+
 class ErrorPublic(BaseModel):
     """An error response; `detail` names the field or resource that failed and the value."""
 
@@ -18,6 +22,7 @@ class ErrorPublic(BaseModel):
 def error_responses(*codes: int) -> dict[int | str, dict]:
     """Return the `responses` entries documenting `codes` with the error body."""
     descriptions = {
+        400: "The body cannot be parsed",
         404: "Not found",
         409: "Conflict",
         413: "Upload too large",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def job_spec(
     return {
         "model": model,
         "data": data,
-        "recipes": recipes if recipes is not None else CHEAP_RECIPES,
+        "recipes": copy.deepcopy(recipes if recipes is not None else CHEAP_RECIPES),
         "bootstrap": {"resamples": resamples, "confidence": 0.95, "seed": 0},
         "evaluation": {"latency_runs": 0},
     }
