@@ -37,7 +37,11 @@ class BootstrapSettings:
             raise TypeError(f"resamples must be an int, got {self.resamples!r}")
         if self.resamples < 0:
             raise ValueError(f"resamples must be 0 or more, got {self.resamples}; use 0 to skip intervals")
-        if not 0.0 < float(self.confidence) < 1.0:
+        try:
+            confidence = float(self.confidence)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"confidence must be a number between 0 and 1, got {self.confidence!r}") from error
+        if not 0.0 < confidence < 1.0:
             raise ValueError(f"confidence must lie strictly between 0 and 1, got {self.confidence}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")

@@ -21,7 +21,7 @@ import numpy as np
 from workers.fairness.bootstrap import BootstrapSettings, resample_cells, sum_by_target
 from workers.fairness.counts import Cells, GroupCodes, check_classes, check_codes, check_groups, paired_cells
 from workers.fairness.output import value_entries
-from workers.fairness.rates import compute_gaps, divide, marginals_from_cells
+from workers.fairness.rates import compute_metrics, divide, marginals_from_cells
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +90,8 @@ def paired_samples(
     """Compute both models' metrics from the same resampled cells and take their differences."""
     base = marginals_from_cells(weights, cells)
     variant = marginals_from_cells(weights, cells, predicted=cells.variant)
-    base_rates, base_gaps = compute_gaps(base, positive_class, class_names)
-    variant_rates, variant_gaps = compute_gaps(variant, positive_class, class_names)
+    base_rates, base_gaps = compute_metrics(base, positive_class, class_names)
+    variant_rates, variant_gaps = compute_metrics(variant, positive_class, class_names)
 
     changed = cells.predicted != cells.variant
     disagreements = sum_by_target(weights[:, changed], cells.group[changed], cells.n_groups)

@@ -40,7 +40,7 @@ from workers.fairness.counts import (
     confusion_counts,
 )
 from workers.fairness.output import as_float, gap_reason, value_entries
-from workers.fairness.rates import BINARY_RATES, CLASS_RATES, Marginals, compute_gaps, marginals_from_cells
+from workers.fairness.rates import BINARY_RATES, CLASS_RATES, Marginals, compute_metrics, marginals_from_cells
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def evaluate_predictions(
     overall_counts = confusion_counts(y_true, y_pred, everyone, n_groups=1, n_classes=n_classes)
     overall_cells = cells_from_counts(overall_counts)
     overall_marginals = marginals_from_cells(overall_cells.frequency[np.newaxis, :], overall_cells)
-    overall_rates, _ = compute_gaps(overall_marginals, positive_class, class_names)
+    overall_rates, _ = compute_metrics(overall_marginals, positive_class, class_names)
     overall = group_entry(
         overall_rates, overall_marginals, 0,
         scope="overall", positive_class=positive_class, class_names=class_names, warnings=warnings,
@@ -84,7 +84,7 @@ def evaluate_predictions(
         counts = confusion_counts(y_true, y_pred, codes, n_groups=len(names), n_classes=n_classes)
         cells = cells_from_counts(counts)
         marginals = marginals_from_cells(resample_cells(cells.frequency, bootstrap), cells)
-        rates, gap_samples = compute_gaps(marginals, positive_class, class_names)
+        rates, gap_samples = compute_metrics(marginals, positive_class, class_names)
 
         by_group[attribute] = {}
         for index, name in enumerate(names):

@@ -201,7 +201,7 @@ def multiclass_gaps(rates: dict[str, np.ndarray], class_names: list[str]) -> dic
     return gaps
 
 
-def compute_gaps(
+def compute_metrics(
     marginals: Marginals, positive_class: int | None, class_names: list[str]
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Return (rates, gaps) for binary metrics when `positive_class` is set, else multiclass ones."""
