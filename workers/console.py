@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -106,7 +107,7 @@ def run_audit_command(args: argparse.Namespace) -> int:
     try:
         spec, base_dir = spec_from_arguments(args)
     except SpecError as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         return EXIT_INVALID_INPUT
 
     total = len(spec.resolved_recipes()) + 1
@@ -120,11 +121,11 @@ def run_audit_command(args: argparse.Namespace) -> int:
                 elif event["event"] == "variant_finished":
                     progress.advance(task)
                     if event.get("status") == "failed":
-                        progress.console.print(f"[yellow]{event['variant']} failed:[/yellow] {event.get('error')}")
+                        progress.console.print(f"[yellow]{event['variant']} failed:[/yellow] {escape(str(event.get('error')))}")
 
             report = run_audit(spec, out_dir=args.out, base_dir=base_dir, progress=on_progress, device=args.device)
     except (SpecError, DataError, ModelError) as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         return EXIT_INVALID_INPUT
 
     if not args.quiet:
@@ -170,7 +171,7 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
     )
     for variant in report["variants"]:
         if variant["status"] != "succeeded":
-            console.print(f"[yellow]{variant['name']} failed:[/yellow] {variant.get('error')}", highlight=False)
+            console.print(f"[yellow]{variant['name']} failed:[/yellow] {escape(str(variant.get('error')))}", highlight=False)
 
 
 def _model_table(report: dict[str, Any]) -> Table:

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 
 from workers.compression import CompressionContext, CompressionError, get_method
-from workers.data import DataError, InputSpec, PreparedData, prepare_table, read_table
+from workers.data import DataError, InputSpec, PreparedData, build_inputs, get_column, prepare_table, read_table
 from workers.fairness import BootstrapSettings, compare_predictions, evaluate_predictions
 from workers.inference import (
     OutputInterpretation,
@@ -121,8 +121,9 @@ def check_inputs(spec: JobSpec, *, base_dir: Path | None = None) -> AuditInputs:
 
 
 def _probe_inputs(table: Any, spec: JobSpec, input_specs: list[InputSpec], source: str) -> dict[str, np.ndarray]:
-    from workers.data import build_inputs
-
+    get_column(table, spec.data.label, role="label", source=source)
+    for name in spec.data.sensitive:
+        get_column(table, name, role="sensitive", source=source)
     inputs, _ = build_inputs(table, spec.data, input_specs, source=source)
     return {name: array[:8] for name, array in inputs.items()}
 
