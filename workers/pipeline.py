@@ -7,6 +7,7 @@ after an interruption (a redelivered task) reuses finished variants instead of r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -16,7 +17,7 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import onnx
@@ -34,8 +35,12 @@ from workers.inference import (
 )
 from workers.compression.stats import count_parameters
 from workers.onnx_model import ModelError, file_facts, load_model, save_model, validate_model
+from workers.publish import publish_report
 from workers.report import build_report, write_json_atomic
 from workers.spec import JobSpec, Recipe, SpecError
+
+if TYPE_CHECKING:
+    from workers.interventions import BuiltVariant
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +166,22 @@ class VariantEvaluator:
             threshold=self.spec.evaluation.threshold,
         )
 
+    def predict_with_thresholds(self, model: onnx.ModelProto, rules: dict[str, Any]) -> np.ndarray:
+        """Return predictions with the per-group threshold rules applied to the model's scores."""
+        from workers.interventions.thresholds import apply_threshold_rules, model_scores
+
+        data = self.inputs.evaluation
+        attribute = rules["attribute"]
+        if attribute not in data.groups or data.positive_class is None:
+            raise ModelError(
+                f"threshold rules for '{attribute}' need a binary model and that sensitive column in the "
+                "evaluation table"
+            )
+        scores = model_scores(model, data.inputs, self.inputs.interpretation.name, self.device)
+        codes, names = data.groups[attribute]
+        row_groups = np.asarray(names, dtype=object)[codes]
+        return apply_threshold_rules(scores, row_groups, rules, positive_class=data.positive_class)
+
     def evaluate(self, model: onnx.ModelProto, predictions: np.ndarray) -> dict[str, Any]:
         data = self.inputs.evaluation
         n_classes = len(data.class_names)
@@ -261,15 +282,29 @@ def _method_label(recipe: Recipe) -> str:
     return "+".join(step.method for step in recipe.steps)
 
 
+def build_variant(recipe: Recipe, base_model: onnx.ModelProto, context: CompressionContext) -> BuiltVariant:
+    """Apply a recipe's steps, and its fairness intervention at its placement; return the built variant."""
+    from workers.interventions import BuiltVariant, build_with_intervention
+
+    if recipe.intervention is None:
+        model, steps = build_variant_model(recipe, base_model, context)
+        return BuiltVariant(model=model, steps=steps)
+    built = build_with_intervention(recipe, base_model, context)
+    validate_model(built.model, source=f"variant '{recipe.name}'")
+    return built
+
+
 def build_variant_model(
     recipe: Recipe, base_model: onnx.ModelProto, context: CompressionContext
 ) -> tuple[onnx.ModelProto, list[dict[str, Any]]]:
-    """Apply a recipe's steps in order; return the model and the time each step took."""
+    """Apply a recipe's steps in order; return the model and the time each step took.
+
+    A recipe with a fairness intervention goes through `build_variant`, whose threshold rules this
+    function does not return.
+    """
     if recipe.intervention is not None:
-        raise CompressionError(
-            f"fairness intervention '{recipe.intervention.method}' is not available in this version; "
-            "remove the intervention from the recipe"
-        )
+        built = build_variant(recipe, base_model, context)
+        return built.model, built.steps
     model = base_model
     steps = []
     for step in recipe.steps:
@@ -305,8 +340,12 @@ def run_audit(
     evaluator = VariantEvaluator(spec, inputs, device)
     variants = [_run_base(spec, inputs, evaluator, out_dir, resume, notify, total)]
     context = _compression_context(spec, inputs, out_dir, device)
+    predictions: dict[str, np.ndarray] = {}
     for index, recipe in enumerate(recipes, start=1):
-        variants.append(_run_recipe(spec, recipe, inputs, evaluator, context, out_dir, resume, notify, index, total))
+        recipe_context = dataclasses.replace(context, progress=_step_progress(notify, recipe.name, index, total))
+        variants.append(
+            _run_recipe(spec, recipe, inputs, evaluator, recipe_context, out_dir, resume, notify, index, total, predictions)
+        )
 
     report = build_report(
         spec=spec,
@@ -316,10 +355,27 @@ def run_audit(
         started_at=started_at,
         finished_at=datetime.now(timezone.utc),
     )
+    if any(recipe.intervention is not None for recipe in recipes):
+        from workers.interventions.compare import build_comparisons
+
+        results = {variant["name"]: variant for variant in variants}
+        report["comparisons"] = build_comparisons(
+            recipes, results, predictions, inputs.evaluation, evaluator.bootstrap
+        )
     write_json_atomic(out_dir / "report.json", report)
+    publish_report(report, out_dir)
     clean_partial_results(out_dir)
     logger.info("audit finished: report at %s", out_dir / "report.json")
     return report
+
+
+def _step_progress(notify: ProgressCallback, name: str, index: int, total: int) -> Callable[[dict[str, Any]], None]:
+    """Forward a method's progress events (one per training epoch) with the variant's name and index."""
+
+    def forward(event: dict[str, Any]) -> None:
+        notify({**event, "variant": name, "index": index, "total": total})
+
+    return forward
 
 
 def _compression_context(spec: JobSpec, inputs: AuditInputs, out_dir: Path, device: str) -> CompressionContext:
@@ -335,7 +391,16 @@ def _compression_context(spec: JobSpec, inputs: AuditInputs, out_dir: Path, devi
         labels = sample.labels
     work_dir = out_dir / PARTIAL_DIR / "work"
     work_dir.mkdir(parents=True, exist_ok=True)
-    return CompressionContext(work_dir=work_dir, seed=spec.seed, device=device, calibration=calibration, labels=labels)
+    return CompressionContext(
+        work_dir=work_dir,
+        seed=spec.seed,
+        device=device,
+        calibration=calibration,
+        labels=labels,
+        training=inputs.training,
+        output_name=inputs.interpretation.name,
+        output_kind=spec.evaluation.output_kind,
+    )
 
 
 def _run_base(
@@ -389,16 +454,20 @@ def _run_recipe(
     notify: ProgressCallback,
     index: int,
     total: int,
+    predictions: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     key = _recipe_key(recipe, spec)
     notify({"event": "variant_started", "variant": recipe.name, "index": index, "total": total})
     stored = _load_partial(out_dir, recipe.name, key) if resume else None
     if stored is not None:
         result = stored["result"]
+        variant_predictions = _load_predictions(out_dir, recipe.name)
         logger.info("variant %s reused from an earlier run", recipe.name)
     else:
-        result = _build_and_evaluate(spec, recipe, inputs, evaluator, context, out_dir)
-        _store_partial(out_dir, recipe.name, key, result, None)
+        result, variant_predictions = _build_and_evaluate(spec, recipe, inputs, evaluator, context, out_dir)
+        _store_partial(out_dir, recipe.name, key, result, variant_predictions)
+    if predictions is not None and variant_predictions is not None:
+        predictions[recipe.name] = variant_predictions
     notify(
         {
             "event": "variant_finished",
@@ -419,7 +488,8 @@ def _build_and_evaluate(
     evaluator: VariantEvaluator,
     context: CompressionContext,
     out_dir: Path,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Build, save and evaluate one recipe's variant; return its report entry and its predictions."""
     result: dict[str, Any] = {
         "name": recipe.name,
         "method": _method_label(recipe),
@@ -428,24 +498,28 @@ def _build_and_evaluate(
     }
     started = time.perf_counter()
     try:
-        model, steps = build_variant_model(recipe, inputs.model, context)
+        built = build_variant(recipe, inputs.model, context)
         compress_seconds = time.perf_counter() - started
         path = out_dir / f"{recipe.name}.onnx"
-        save_model(model, path)
+        save_model(built.model, path)
         reloaded = load_model(path)
-        predictions = evaluator.predict(reloaded)
+        if built.thresholds is not None:
+            _write_thresholds(built, out_dir / f"{recipe.name}.thresholds.json", result, out_dir)
+            predictions = evaluator.predict_with_thresholds(reloaded, built.thresholds)
+        else:
+            predictions = evaluator.predict(reloaded)
         evaluation = evaluator.evaluate(reloaded, predictions)
     except (CompressionError, ModelError, DataError, ValueError) as error:
         logger.warning("variant %s failed: %s", recipe.name, error)
-        return _failed(result, str(error), started)
+        return _failed(result, str(error), started), None
     except Exception as error:  # a bug or a library failure must not stop the other variants
         logger.error("variant %s failed unexpectedly:\n%s", recipe.name, traceback.format_exc())
-        return _failed(result, f"unexpected {type(error).__name__}: {error}", started)
+        return _failed(result, f"unexpected {type(error).__name__}: {error}", started), None
 
     result.update(
         {
             "status": "succeeded",
-            "steps": steps,
+            "steps": built.steps,
             "artifact": _artifact(path, reloaded, out_dir),
             "checks": {
                 "onnx_checker": True,
@@ -459,10 +533,25 @@ def _build_and_evaluate(
                 "compress_seconds": compress_seconds,
                 "evaluate_seconds": time.perf_counter() - started - compress_seconds,
             },
-            "warnings": _model_warnings(reloaded, spec) + evaluation["metrics"].get("warnings", []),
+            "warnings": (
+                result.get("warnings", [])
+                + built.warnings
+                + _model_warnings(reloaded, spec)
+                + evaluation["metrics"].get("warnings", [])
+            ),
         }
     )
-    return result
+    return result, predictions
+
+
+def _write_thresholds(built: BuiltVariant, path: Path, result: dict[str, Any], out_dir: Path) -> None:
+    """Write the variant's threshold rules beside its ONNX file and record them in its report entry."""
+    from workers.interventions.thresholds import warning_text, write_rules
+
+    write_rules(built.thresholds, path)
+    attribute = built.thresholds["attribute"]
+    result["thresholds"] = {"path": path.relative_to(out_dir).as_posix(), "attribute": attribute}
+    result["warnings"] = [warning_text(path.name, attribute)]
 
 
 def _model_warnings(model: onnx.ModelProto, spec: JobSpec) -> list[str]:

@@ -19,6 +19,8 @@ METHOD_MODULES = (
     "prune",
     "prune_structured",
     "low_rank",
+    "finetune",
+    "distill",
 )
 
 __all__ = ["CompressionContext", "CompressionError", "Method", "MethodConfig", "get_method", "method_names"]

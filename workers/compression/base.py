@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     import onnx
+
+    from workers.data import PreparedData
 
 
 class MethodConfig(BaseModel):
@@ -28,7 +30,11 @@ class CompressionContext:
     """What a method may use besides the model.
 
     `calibration` maps each model input name to rows from the training split (never the
-    evaluation table). It is None when the job names no training table.
+    evaluation table). It is None when the job names no training table. `training` is the whole
+    prepared training table (inputs, labels, groups), for the methods that train. `output_name`
+    and `output_kind` say which model output holds the prediction and how to read it.
+    `intervention` is the recipe's fairness intervention when its placement is "during", so that
+    training and pruning steps apply it; None otherwise. `progress` receives one event per epoch.
     """
 
     work_dir: Path
@@ -37,6 +43,11 @@ class CompressionContext:
     calibration: dict[str, np.ndarray] | None = None
     labels: np.ndarray | None = None
     log: Callable[[str], None] = field(default=lambda message: None)
+    training: PreparedData | None = None
+    output_name: str | None = None
+    output_kind: str = "auto"
+    intervention: Any | None = None
+    progress: Callable[[dict[str, Any]], None] = field(default=lambda event: None)
 
 
 ApplyFunction = Callable[["onnx.ModelProto", MethodConfig, CompressionContext], "onnx.ModelProto"]
@@ -50,4 +61,5 @@ class Method:
     config_model: type[MethodConfig]
     apply: ApplyFunction
     needs_calibration: bool = False
+    trains: bool = False
     summary: str = ""
