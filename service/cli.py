@@ -1,4 +1,4 @@
-"""Command-line entry point: `fairsqueeze audit`, `serve`, `worker` and `openapi`."""
+"""Command-line entry point: `fairsqueeze audit`, `gate`, `serve`, `worker` and `openapi`."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="Run an audit on this machine and write the report and ONNX files.")
     _add_audit_arguments(audit)
     audit.set_defaults(handler=_run_audit)
+
+    gate = commands.add_parser(
+        "gate", help="Run an audit and judge it on a gate policy; exit 0 when a model passes, 1 when none does."
+    )
+    _add_gate_arguments(gate)
+    gate.set_defaults(handler=_run_gate)
 
     serve = commands.add_parser("serve", help="Start the REST API, and by default one embedded worker.")
     serve.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
@@ -67,6 +73,21 @@ def _run_audit(args: argparse.Namespace) -> int:
     from workers.console import run_audit_command
 
     return run_audit_command(args)
+
+
+# gate
+
+
+def _add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+    from workers.gate_console import add_gate_arguments
+
+    add_gate_arguments(parser)
+
+
+def _run_gate(args: argparse.Namespace) -> int:
+    from workers.gate_console import run_gate_command
+
+    return run_gate_command(args)
 
 
 # serve

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         description="Seconds before Redis hands an unacknowledged job to another worker; must exceed "
         "hard_time_limit. Default: hard_time_limit plus 10 minutes.",
     )
+    redelivery_scan_interval: int = Field(
+        default=60,
+        ge=1,
+        description="Seconds between a Redis-consuming worker's scans for messages past the visibility timeout.",
+    )
     result_expires: int = Field(default=86_400, ge=1, description="Seconds Celery task results stay in Redis.")
     heartbeat_interval: float = Field(
         default=10.0,

@@ -252,6 +252,8 @@ def record_variant_event(
     """
     if not beat(session, audit_id=audit_id, attempt=attempt, now=now):
         return False
+    if event.get("event") not in ("variant_started", "variant_finished") or event.get("variant") is None:
+        return True
     name = str(event.get("variant"))
     variant = session.scalar(
         select(VariantRecord).where(VariantRecord.audit_id == audit_id, VariantRecord.name == name)
@@ -264,10 +266,10 @@ def record_variant_event(
     if variant.status in ("succeeded", "failed"):
         return True
 
-    if event.get("event") == "variant_started":
+    if event["event"] == "variant_started":
         variant.status = "running"
         variant.started_at = now
-    elif event.get("event") == "variant_finished":
+    else:
         variant.status = "succeeded" if event.get("status") == "succeeded" else "failed"
         variant.finished_at = now
         variant.error = event.get("error")

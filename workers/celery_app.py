@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from celery import Celery, signals
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from service.logs import configure_logging
 from service.settings import QUEUES, Settings, get_settings
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 RUN_AUDIT_TASK = "fairsqueeze.run_audit_job"
 
 # Methods (compression steps or fairness interventions) that train a network; jobs using any of
-# them go to the `gpu` queue. None is implemented yet: the registry rejects these names today.
+# them go to the `gpu` queue, where workers run torch on CUDA when it sees a GPU.
 TRAINING_METHODS = frozenset({"finetune", "distill", "adversarial"})
 
 
@@ -41,7 +41,11 @@ def queue_for(spec: JobSpec) -> str:
 
 def transport_options(settings: Settings) -> dict[str, Any]:
     if settings.broker_uses_redis:
-        options: dict[str, Any] = {"visibility_timeout": settings.resolved_visibility_timeout}
+        options: dict[str, Any] = {
+            "visibility_timeout": settings.resolved_visibility_timeout,
+            "unacked_restore_interval": settings.redelivery_scan_interval,
+            "unacked_restore_throttle": 1,
+        }
         if settings.broker_key_prefix:
             options["global_keyprefix"] = settings.broker_key_prefix
         return options
@@ -70,7 +74,9 @@ def create_celery(settings: Settings, *, results: bool = True) -> Celery:
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
-        task_queues=[Queue(name) for name in QUEUES],
+        # Each queue gets an exchange and routing key of its own; without them Celery binds every queue
+        # to the default queue's exchange and key, and each job would reach both queues.
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
         task_default_queue="cpu",
         # A job is acknowledged only when its task returns, so a lost worker's job is delivered again;
         # the store's attempt counter keeps the second delivery from running it twice.

@@ -59,7 +59,8 @@ class ManagedProcess:
         self._log.close()
 
     def log_tail(self, characters: int = 4000) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")[-characters:]
 
 

@@ -97,3 +97,10 @@ def test_soft_limit_below_hard_limit():
 def test_unknown_worker_queue_rejected():
     with pytest.raises(ValidationError, match="worker_queues"):
         Settings(worker_queues="cpu,tpu")
+
+
+def test_queues_have_own_routing_keys():
+    app = create_celery(Settings())
+    bindings = {queue.name: (queue.exchange.name, queue.routing_key) for queue in app.amqp.queues.values()}
+
+    assert bindings == {"cpu": ("cpu", "cpu"), "gpu": ("gpu", "gpu")}
