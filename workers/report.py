@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import tempfile
@@ -11,9 +12,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workers.gate import GateError, evaluate_gate, gate_error_section
+
 if TYPE_CHECKING:
     from workers.pipeline import AuditInputs
     from workers.spec import JobSpec
+
+logger = logging.getLogger(__name__)
 
 REPORT_SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
@@ -76,7 +81,7 @@ def build_report(
     """Assemble the report dict: the resolved spec, the data summary and every variant, base first."""
     job = spec.model_dump(mode="json")
     job["recipes"] = [recipe.model_dump(mode="json") for recipe in spec.resolved_recipes()]
-    return {
+    report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "job": job,
         "created_at": finished_at.isoformat(),
@@ -85,6 +90,18 @@ def build_report(
         "data": data_summary(inputs),
         "variants": variants,
     }
+    if spec.gate is not None:
+        report["gate"] = gate_section(report, spec)
+    return report
+
+
+def gate_section(report: dict[str, Any], spec: JobSpec) -> dict[str, Any]:
+    """Judge the variants on the spec's gate; a policy that does not fit the report passes nothing."""
+    try:
+        return evaluate_gate(report, spec.gate)
+    except GateError as error:
+        logger.error("gate policy does not fit the report: %s", error)
+        return gate_error_section(spec.gate, error)
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

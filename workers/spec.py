@@ -6,6 +6,7 @@ jobs without the model stack.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -175,12 +176,26 @@ class GateRule(StrictModel):
         limits = [name for name in ("max", "min", "max_drop", "max_increase") if getattr(self, name) is not None]
         if not limits:
             raise ValueError(f"gate rule for '{self.metric}' sets no limit; give one of max, min, max_drop, max_increase")
+        for name in limits:
+            limit = getattr(self, name)
+            if not math.isfinite(limit):
+                raise ValueError(f"gate rule for '{self.metric}': {name} must be a finite number, got {limit}")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(
+                f"gate rule for '{self.metric}': min {self.min} is above max {self.max}, so nothing can pass"
+            )
         return self
 
 
 class GateSpec(StrictModel):
     decision: Literal["bound", "point"] = "bound"
     rules: list[GateRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_rules(self) -> GateSpec:
+        if not self.rules:
+            raise ValueError("the gate has no rules; list at least one rule, or omit the gate section")
+        return self
 
 
 class EvaluationSpec(StrictModel):
