@@ -9,6 +9,14 @@ cd "$repo"
 
 bash scripts/services.sh
 
+# The HTML report's screenshot test needs Chromium; install it on CI or as root when it is missing.
+if ! command -v chromium >/dev/null 2>&1 && { [[ -n "${CI:-}" ]] || [[ $(id -u) -eq 0 ]]; }; then
+    echo "installing chromium for the HTML report screenshot test"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null; then
+        echo "could not install chromium with apt-get; the screenshot test will be skipped" >&2
+    fi
+fi
+
 status=0
 python -m pytest "$@" || status=$?
 if [[ $status -eq 5 ]]; then
