@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gate_arguments(gate)
     gate.set_defaults(handler=_run_gate)
 
+    study = commands.add_parser(
+        "study", help="Audit every compression with each fairness intervention before, during and after it."
+    )
+    _add_study_arguments(study)
+    study.set_defaults(handler=_run_study)
+
     serve = commands.add_parser("serve", help="Start the REST API, and by default one embedded worker.")
     serve.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
     serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000).")
@@ -88,6 +94,21 @@ def _run_gate(args: argparse.Namespace) -> int:
     from workers.gate_console import run_gate_command
 
     return run_gate_command(args)
+
+
+# study
+
+
+def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    from workers.study import add_study_arguments
+
+    add_study_arguments(parser)
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    from workers.study import run_study_command
+
+    return run_study_command(args)
 
 
 # serve
