@@ -1,4 +1,4 @@
-"""Command-line entry point: `fairsqueeze audit`, `gate`, `serve`, `worker` and `openapi`."""
+"""Command-line entry point: `fairsqueeze audit`, `gate`, `study`, `serve`, `worker` and `openapi`."""
 
 from __future__ import annotations
 
@@ -48,8 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     worker = commands.add_parser("worker", help="Start a Celery worker that runs audit jobs.")
-    worker.add_argument("--queues", help="Comma-separated queues to consume: cpu, gpu (default: both).")
-    worker.add_argument("--concurrency", type=int, help="Worker processes (default: CPU count).")
+    worker.add_argument(
+        "--queues", help="Comma-separated queues to consume, from cpu and gpu (default: FAIRSQUEEZE_WORKER_QUEUES, cpu,gpu)."
+    )
+    worker.add_argument(
+        "--concurrency", type=int, help="Worker processes (default: FAIRSQUEEZE_WORKER_CONCURRENCY, else the CPU count)."
+    )
     worker.add_argument("--hostname", help="Celery node name (default: fairsqueeze-<pid>@<host>).")
     worker.add_argument("--data-dir", type=Path, help="Folder for the store and the files (sets FAIRSQUEEZE_DATA_DIR).")
     worker.set_defaults(handler=_worker)
@@ -198,7 +202,7 @@ class EmbeddedWorker:
 
 def _worker(args: argparse.Namespace) -> int:
     from service.db import upgrade_database
-    from service.settings import get_settings
+    from service.settings import QUEUES, get_settings
     from service.storage import ArtifactStorage
 
     _apply_data_dir(args.data_dir)
@@ -209,6 +213,10 @@ def _worker(args: argparse.Namespace) -> int:
     from workers.celery_app import app
 
     queues = args.queues or ",".join(settings.queues)
+    unknown = sorted(set(queues.split(",")) - set(QUEUES))
+    if unknown:
+        print(f"fairsqueeze worker: unknown queues {', '.join(unknown)}; use cpu, gpu or both", file=sys.stderr)
+        return 2
     argv = [
         "worker",
         f"--loglevel={settings.log_level}",

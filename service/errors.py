@@ -41,7 +41,7 @@ def format_request_errors(errors: Sequence[dict[str, Any]]) -> str:
         elif item.get("type") == "missing":
             line = f"{_location(item.get('loc', ()))}: field required"
         elif isinstance(received, (str, int, float, bool)) and item.get("type") != "value_error":
-            shown = repr(received)
-            line += f" (got {shown[:80]}{'...' if len(shown) > 80 else ''})"
+            rendered = repr(received)
+            line += f" (got {rendered[:80]}{'...' if len(rendered) > 80 else ''})"
         lines.append(line)
     return "\n".join(lines) or "invalid request"

@@ -1,7 +1,7 @@
 """Prometheus metrics read from the job store at scrape time.
 
-Workers on other machines finish jobs, so counters kept in the gateway's memory would miss them;
-the store sees every job, whichever process ran it.
+Workers on other machines finish jobs, so counters kept in the gateway's memory would miss them.
+The store records every job, whichever process ran it.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ A worker that dies (SIGKILL, a lost machine) stops writing its job's heartbeat. 
 unacknowledged message to another worker only after the visibility timeout, and kombu's SQLAlchemy
 transport never does, so the gateway re-sends such jobs itself. A duplicate message is harmless:
 the store lets one task own a job at a time.
+
+NOTE: a job whose message a worker took but whose task died before claiming it stays queued
+with no message on the SQLAlchemy transport; the scan covers running jobs only.
 """
 
 from __future__ import annotations

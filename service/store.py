@@ -1,8 +1,8 @@
 """Queries and updates of the job store. Functions take the session first and the rest by keyword.
 
 Worker-side updates (claim, heartbeat, progress, finish) are single conditional UPDATEs keyed by
-the job's attempt number, so a redelivered or duplicated task message can neither run a job twice
-at once nor overwrite the outcome of the attempt that owns the job.
+the job's attempt number. A redelivered or duplicated task message therefore cannot run a job
+twice at once, and it cannot overwrite the outcome of the attempt that owns the job.
 """
 
 from __future__ import annotations

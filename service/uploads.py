@@ -27,7 +27,7 @@ MAX_OTHER_FIELD_BYTES = 64 << 10
 
 
 class UploadError(ApiError):
-    """An upload was rejected; `status_code` is the HTTP status to answer with."""
+    """An upload was rejected; `status_code` is the HTTP status of the response."""
 
 
 @dataclass(frozen=True)
@@ -130,11 +130,11 @@ class _PartCollector:
 def _boundary(request: Request, field: str) -> bytes:
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data":
-        shown = content_type.decode("latin-1") or "none"
+        received = content_type.decode("latin-1") or "none"
         raise UploadError(
             415,
             f"{field}: expected a multipart/form-data body with the file in a field named '{field}', "
-            f"got content type {shown}",
+            f"got content type {received}",
         )
     boundary = options.get(b"boundary")
     if not boundary:

@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 
 RUN_AUDIT_TASK = "fairsqueeze.run_audit_job"
 
-# Methods (compression steps or fairness interventions) that train a network; jobs using any of
-# them go to the `gpu` queue, where workers run torch on CUDA when it sees a GPU.
+# Methods (compression steps or fairness interventions) that train a network. Jobs using any of
+# them go to the `gpu` queue, and workers run torch on CUDA when torch finds a GPU.
 TRAINING_METHODS = frozenset({"finetune", "distill", "adversarial"})
 
 
@@ -74,12 +74,12 @@ def create_celery(settings: Settings, *, results: bool = True) -> Celery:
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
-        # Each queue gets an exchange and routing key of its own; without them Celery binds every queue
-        # to the default queue's exchange and key, and each job would reach both queues.
+        # Each queue gets an exchange and routing key of its own. Without them Celery binds every queue
+        # to the default queue's exchange and key, so each job would reach both queues.
         task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
         task_default_queue="cpu",
-        # A job is acknowledged only when its task returns, so a lost worker's job is delivered again;
-        # the store's attempt counter keeps the second delivery from running it twice.
+        # A job is acknowledged only when its task returns, so a lost worker's job is delivered again.
+        # The store's attempt counter keeps the second delivery from running it twice.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,

@@ -71,7 +71,7 @@ def run_audit_job(self: Any, audit_id: str, previous_attempt: int | None = None)
         except RetryableJobError as error:
             cause = error.__cause__ or error
             if self.request.retries >= settings.max_retries:
-                logger.error("job gave up after %d retries: %s", self.request.retries, cause)
+                logger.error("job not retried again after %d retries of transient errors: %s", self.request.retries, cause)
                 raise cause from None
             countdown = min(MAX_RETRY_COUNTDOWN_SECONDS, 2**self.request.retries)
             logger.warning("job will be retried in %d s after a transient error: %s", countdown, cause)
@@ -84,7 +84,8 @@ def run_audit_job(self: Any, audit_id: str, previous_attempt: int | None = None)
 
 
 class Heartbeat(threading.Thread):
-    """Writes the job's heartbeat every `interval` seconds; sets `lost` when the job is no longer ours."""
+    """Thread that writes the job's heartbeat every `interval` seconds and sets `lost` once the job is no
+    longer owned by this attempt."""
 
     def __init__(self, beat: Callable[[], bool], interval: float) -> None:
         super().__init__(name="fairsqueeze-heartbeat", daemon=True)
@@ -247,6 +248,8 @@ class AuditJob:
             raise RetryableJobError(self.attempt) from error
 
     def _on_progress(self, event: dict[str, Any]) -> None:
+        # NOTE: the engine calls back between variants and training epochs only, so a cancelled or
+        # deleted job keeps its worker busy until the variant in progress ends.
         if self.heartbeat is not None and self.heartbeat.lost.is_set():
             raise JobAborted("the job is no longer owned by this attempt")
         if time.monotonic() > self.deadline:

@@ -156,7 +156,7 @@ def cancel_audit(audit_id: str, session: SessionDep) -> AuditPublic:
 
 @router.delete("/{audit_id}", status_code=204, responses=error_responses(404))
 def delete_audit(audit_id: str, session: SessionDep, storage: StorageDep) -> Response:
-    """Delete a job, its report and its ONNX files; a running job is stopped first."""
+    """Delete a job, its report and its ONNX files; a running job stops after its current variant."""
     _require_audit(session, audit_id)
     with job_context(audit_id):
         store.delete_audit(session, audit_id=audit_id)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
-# Databases keep OFFSET in a signed 64-bit integer; no store here holds anywhere near this many rows.
+# SQLite and PostgreSQL read OFFSET as a signed 64-bit integer, and larger values fail there.
+# A store of this service has far fewer rows than this bound.
 MAX_OFFSET = 1_000_000_000
 
 

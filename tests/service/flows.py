@@ -34,8 +34,9 @@ def upload_inputs(client: httpx.Client, model: Path, evaluation: Path, training:
     }
 
 
-def audit_matches_cli(client: httpx.Client, tiny_files: Any, work_dir: Path) -> None:
-    """Upload, audit and download over HTTP, then check the report equals `run_audit` on the same spec."""
+def audit_matches_cli(client: httpx.Client, tiny_files: Any, work_dir: Path) -> dict[str, Any]:
+    """Upload, audit and download over HTTP, check the report equals `run_audit` on the same spec,
+    and return the finished job."""
     from workers.pipeline import run_audit
     from workers.spec import parse_spec
 
@@ -70,6 +71,7 @@ def audit_matches_cli(client: httpx.Client, tiny_files: Any, work_dir: Path) -> 
 
     assert without_run_details(report.json()) == without_run_details(json.loads(json.dumps(expected)))
     assert variant.content == (work_dir / "cli-out" / "int8-dynamic.onnx").read_bytes()
+    return audit
 
 
 def slow_job_inputs(folder: Path) -> tuple[Path, Path, Path]:

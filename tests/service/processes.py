@@ -76,15 +76,15 @@ def service_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float, interval: float = 0.25, what: str) -> Any:
-    """Poll `condition` until it returns a true value; fail naming `what` after `timeout` seconds."""
+def wait_for(condition: Callable[[], Any], *, timeout: float, interval: float = 0.25, description: str) -> Any:
+    """Poll `condition` until it returns a true value; fail naming `description` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout} s waiting for {description}")
         time.sleep(interval)
 
 
@@ -97,4 +97,4 @@ def wait_until_ready(base_url: str, process: ManagedProcess, *, timeout: float =
         except httpx.HTTPError:
             return False
 
-    wait_for(ready, timeout=timeout, what=f"{process.name} at {base_url} to become ready")
+    wait_for(ready, timeout=timeout, description=f"{process.name} at {base_url} to become ready")

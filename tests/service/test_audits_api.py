@@ -197,3 +197,12 @@ def test_unreachable_broker_rejects_job(tmp_path, tiny_files):
         assert response.status_code == 503
         assert "broker unreachable" in response.json()["detail"]
         assert client.get("/v1/audits").json()["count"] == 0
+
+
+def test_training_recipe_goes_to_gpu_queue(client, spec):
+    spec["recipes"] = [{"name": "prune-then-finetune", "steps": [{"method": "prune", "sparsity": 0.5}, {"method": "finetune", "epochs": 1}]}]
+    response = client.post("/v1/audits", json=spec)
+
+    assert response.status_code == 202, response.text
+    assert response.json()["queue"] == "gpu"
+    assert response.json()["trains"] is True

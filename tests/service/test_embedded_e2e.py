@@ -72,7 +72,12 @@ def embedded(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Embedde
 
 def test_embedded_audit_matches_cli(embedded, tiny_files, tmp_path):
     with embedded.client() as client:
-        audit_matches_cli(client, tiny_files, tmp_path)
+        audit = audit_matches_cli(client, tiny_files, tmp_path)
+    log = embedded.process.log_tail(1_000_000)
+
+    assert f"[job {audit['id']}] job queued on cpu" in log
+    assert f"[job {audit['id']}] job claimed by" in log
+    assert f"[job {audit['id']}] job succeeded" in log
 
 
 def test_embedded_worker_killed_and_replaced(embedded, tmp_path):
@@ -80,7 +85,7 @@ def test_embedded_worker_killed_and_replaced(embedded, tmp_path):
         children = child_pids(embedded.process.pid)
         return children[0] if children else None
 
-    first_worker = wait_for(worker_pid, timeout=30, what="the embedded worker to start")
+    first_worker = wait_for(worker_pid, timeout=30, description="the embedded worker to start")
 
     with embedded.client() as client:
         audit = lost_worker_job_completes_once(client, tmp_path, lambda: kill_process_group(first_worker))

@@ -38,7 +38,7 @@ class Stack:
                 raise RuntimeError(f"{name} exited:\n{worker.log_tail()}")
             return f"{name}@" in worker.log_tail(20_000) and " ready." in worker.log_tail(20_000)
 
-        wait_for(ready, timeout=60, what=f"{name} to connect to Redis")
+        wait_for(ready, timeout=60, description=f"{name} to connect to Redis")
         return worker
 
 

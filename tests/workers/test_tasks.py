@@ -40,7 +40,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def audit_id(settings: Settings, files: dict[str, Path]) -> str:
-    """A queued job, submitted through the API so the store holds what a worker would find."""
+    """Submit a job through the API, so the store contains what a worker would find."""
     with TestClient(create_app(settings)) as client:
         spec = job_spec(
             upload_ok(client, "/v1/models", files["model"])["id"],

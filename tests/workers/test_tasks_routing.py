@@ -104,3 +104,30 @@ def test_queues_have_own_routing_keys():
     bindings = {queue.name: (queue.exchange.name, queue.routing_key) for queue in app.amqp.queues.values()}
 
     assert bindings == {"cpu": ("cpu", "cpu"), "gpu": ("gpu", "gpu")}
+
+
+def test_training_set_matches_registry():
+    from workers.compression import get_method, method_names
+
+    registered_trainers = {name for name in method_names() if get_method(name).trains}
+
+    assert registered_trainers <= TRAINING_METHODS
+    assert registered_trainers == TRAINING_METHODS & set(method_names())
+
+
+def test_adversarial_intervention_routes_to_gpu():
+    spec = parse_spec(
+        {
+            "model": "m",
+            "data": {"evaluation": "e", "training": "t", "label": "y", "sensitive": ["s"]},
+            "recipes": [
+                {
+                    "name": "prune-fair",
+                    "steps": [{"method": "prune", "sparsity": 0.5}],
+                    "intervention": {"method": "adversarial", "placement": "before", "attribute": "s"},
+                }
+            ],
+        }
+    )
+
+    assert queue_for(spec) == "gpu"
