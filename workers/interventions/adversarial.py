@@ -8,6 +8,11 @@ for equalized odds, from those probabilities together with the true label. The m
 
 per parameter tensor, so the model never moves in a direction that helps the adversary, and moves
 away from it with weight `strength`. The adversary itself descends its own loss at every step.
+
+Early stopping judges an epoch by the task loss plus `strength` times the adversary's advantage:
+the entropy of the group distribution minus the adversary's cross-entropy, which is zero when the
+adversary does no better than guessing from the group sizes. Without that term, early stopping
+would keep the epoch that is least debiased.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class AdversarialHook:
         torch.random.set_rng_state(generator_state)
         self.optimizer = torch.optim.Adam(self.adversary.parameters(), lr=ADVERSARY_LEARNING_RATE)
         self.last_adversary_loss = float("nan")
+        self.group_entropy = 0.0
 
     def features(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Return the adversary's input: class probabilities, and for equalized odds their products
@@ -74,11 +80,21 @@ class AdversarialHook:
         """Train the adversary for one pass against the model as it is, so the first steps face a real one."""
         import torch
 
+        shares = np.bincount(rows.groups.cpu().numpy()[index], minlength=len(rows.group_names)) / max(len(index), 1)
+        self.group_entropy = float(-np.sum(shares[shares > 0] * np.log(shares[shares > 0])))
         model.module.eval()
         for batch in rows.batches(index, WARM_UP_BATCH_SIZE, np.random.default_rng(seed)):
             with torch.no_grad():
                 logits = model.logits(*batch.inputs)
             self._adversary_step(logits, batch)
+
+    def validation_term(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Return each row's share of the early-stopping penalty: strength * (entropy - adversary loss)."""
+        import torch
+
+        features = self.features(logits, batch.labels)
+        row_loss = torch.nn.functional.cross_entropy(self.adversary(features), batch.groups, reduction="none")
+        return self.strength * (self.group_entropy - row_loss)
 
     def backward(
         self, loss: torch.Tensor, logits: torch.Tensor, batch: Batch, parameters: list[torch.Tensor]

@@ -66,9 +66,13 @@ class TrainSettings:
 
 
 class GradientHook(Protocol):
-    """Computes the gradients of one step in place of `loss.backward()` (adversarial debiasing)."""
+    """Computes the gradients of one step in place of `loss.backward()` (adversarial debiasing), and
+    adds a per-row term to the validation loss that early stopping compares."""
 
     def backward(self, loss: torch.Tensor, logits: torch.Tensor, batch: Batch, parameters: list[torch.Tensor]) -> None:
+        ...
+
+    def validation_term(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         ...
 
 
@@ -116,7 +120,9 @@ def fit(
         for epoch in range(1, settings.epochs + 1):
             started = time.perf_counter()
             train_loss = _train_epoch(model, rows, settings, loss_function, train_index, rng, optimizer, masks, hook)
-            validation_loss, validation_accuracy = evaluate_loss(model, rows, validation_index, loss_function, settings)
+            validation_loss, validation_accuracy = evaluate_loss(
+                model, rows, validation_index, loss_function, settings, hook=hook
+            )
             entry = {
                 "epoch": epoch,
                 "train_loss": train_loss,
@@ -182,8 +188,10 @@ def evaluate_loss(
     index: np.ndarray,
     loss_function: LossFunction,
     settings: TrainSettings,
+    *,
+    hook: GradientHook | None = None,
 ) -> tuple[float, float]:
-    """Return the weighted loss and the accuracy of `model` on the rows at `index`."""
+    """Return the weighted loss (with the hook's validation term) and the accuracy on the rows at `index`."""
     import torch
 
     model.module.eval()
@@ -191,7 +199,10 @@ def evaluate_loss(
     with torch.no_grad():
         for batch in rows.batches(index, max(settings.batch_size, 1024), None):
             logits = model.logits(*batch.inputs)
-            loss_sum += float((loss_function(logits, batch) * batch.weights).sum())
+            per_row = loss_function(logits, batch)
+            if hook is not None:
+                per_row = per_row + hook.validation_term(logits, batch)
+            loss_sum += float((per_row * batch.weights).sum())
             weight_sum += float(batch.weights.sum())
             correct += int((logits.argmax(dim=1) == batch.labels).sum())
     return loss_sum / max(weight_sum, 1e-12), correct / max(len(index), 1)
