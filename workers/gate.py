@@ -1,6 +1,6 @@
 """The CI gate: judge every variant of an audit report against a gate policy.
 
-A policy (`GateSpec`) holds rules. Each limit of a rule becomes one check:
+A policy (`GateSpec`) contains rules. Each limit of a rule becomes one check:
 
 - `max` / `min` limit a value: an overall rate (`accuracy`, no attribute), a gap between the groups
   of an attribute (`equalized_odds_difference` with `attribute: sex`), or a rate of every group
@@ -238,8 +238,8 @@ def rate_interval(entry: dict[str, Any], metric: str, confidence: float) -> list
 class Measurement:
     """What a check compares: a value (a rate, a gap, a drop or an increase) and its interval.
 
-    `interval` names the interval method, or is None when the metric has none (intervals off, or
-    balanced_accuracy); `ci` is None also when the method yields no interval for this value.
+    `interval` names the interval method. It is None when the metric has none, because intervals
+    are off or the metric is balanced_accuracy. `ci` is also None when the method yields no interval.
     """
 
     quantity: str
@@ -263,8 +263,8 @@ def _as_drop(measurement: Measurement) -> Measurement:
 
 
 def _for_limit(measurement: Measurement, limit: str) -> Measurement:
-    wanted = {"max_drop": "drop", "max_increase": "increase"}.get(limit)
-    if wanted is None or measurement.quantity == wanted:
+    target = {"max_drop": "drop", "max_increase": "increase"}.get(limit)
+    if target is None or measurement.quantity == target:
         return measurement
     return _as_drop(measurement)
 

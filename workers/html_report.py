@@ -1,11 +1,11 @@
 """A self-contained HTML page for one audit report: inline CSS, SVG and a little JavaScript.
 
-The page loads nothing from the network. It shows a summary, the gate verdicts (when the job has a
-gate), a scatter of model size against accuracy and against the equalized odds difference with
-interval bars and the Pareto front marked, per-group metric bars for the base and every variant,
-the variant table and the warnings. Without JavaScript every chart is shown; with it, two menus
-pick the attribute and the metric. The script also sets `data-plots` and `data-plots-drawn` on the
-<html> element and `data-rect` on each plot, which the screenshot test reads.
+The page loads nothing from the network. It shows a summary and the gate verdicts, when the job
+has a gate. Two scatters plot model size against accuracy and against the equalized odds difference,
+with interval bars and the Pareto front marked. Per-group metric bars cover the base and every
+variant, and the page ends with the variant table and the warnings. Without JavaScript every chart
+is shown. With it, two menus pick the attribute and the metric, and the script sets `data-plots`
+and `data-plots-drawn` on the <html> element and `data-rect` on each plot for the screenshot test.
 """
 
 from __future__ import annotations
@@ -366,11 +366,11 @@ SCRIPT = """
   var metric = document.getElementById("metric");
   function show() {
     document.querySelectorAll("[data-attribute]").forEach(function (element) {
-      var wanted = element.getAttribute("data-attribute") === attribute.value;
+      var visible = element.getAttribute("data-attribute") === attribute.value;
       if (element.hasAttribute("data-metric")) {
-        wanted = wanted && element.getAttribute("data-metric") === metric.value;
+        visible = visible && element.getAttribute("data-metric") === metric.value;
       }
-      element.style.display = wanted ? "" : "none";
+      element.style.display = visible ? "" : "none";
     });
     plots.forEach(function (svg) {
       var rect = svg.getBoundingClientRect();

@@ -2,8 +2,8 @@
 
 The layout is the Ant/Jenkins JUnit format that CI servers (Jenkins, GitLab, GitHub Actions test
 reporters) read: `testsuites` > `testsuite` > `testcase` with an optional `failure`, `error` or
-`skipped` child. A failed or undefined check is a failure; a check on a variant that failed to
-build is an error; a change rule on the base model is skipped.
+`skipped` child. A failed or undefined check is a failure, and a check on a variant that failed
+to build is an error. A change rule on the base model is skipped.
 """
 
 from __future__ import annotations

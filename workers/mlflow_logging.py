@@ -29,7 +29,7 @@ DEFAULT_EXPERIMENT = "fairsqueeze"
 OVERALL_METRICS = ("accuracy", "balanced_accuracy", "selection_rate", "tpr", "fpr", "fnr", "precision")
 GROUP_METRICS = ("accuracy", "tpr", "fpr", "selection_rate")
 REPORT_FILES = ("report.json", "report.html", "gate.json", "junit.xml")
-# MLflow's log_batch accepts at most 1000 metrics per call.
+# MLflow's log_batch accepts at most 1000 metrics per call (mlflow.utils.validation, MLflow 3.18).
 BATCH_SIZE = 1000
 _UNSAFE_KEY_CHARACTERS = re.compile(r"[^A-Za-z0-9_\-. :/]")
 
@@ -127,7 +127,7 @@ def report_params(report: dict[str, Any]) -> dict[str, str]:
     }
     if report.get("gate"):
         params["gate_decision"] = report["gate"]["decision"]
-    # MLflow rejects parameter values longer than 6000 characters.
+    # MLflow 3.18 rejects parameter values longer than 6000 characters (MAX_PARAM_VAL_LENGTH).
     return {key: value[:6000] for key, value in params.items()}
 
 

@@ -35,14 +35,15 @@ def publish_report(report: dict[str, Any], out_dir: Path) -> str | None:
     None when nothing was logged.
     """
     out_dir = Path(out_dir)
+    # A rendering bug must not fail an audit whose report.json is already written, so any error is logged.
     try:
         write_html_report(report, out_dir / HTML_NAME)
-    except (OSError, KeyError, TypeError, ValueError) as error:
+    except Exception as error:
         logger.error("could not write %s in %s: %s", HTML_NAME, out_dir, error, exc_info=True)
     if report.get("gate") is not None:
         try:
             write_gate_files(report, out_dir)
-        except (OSError, KeyError, TypeError, ValueError) as error:
+        except Exception as error:
             logger.error("could not write the gate files in %s: %s", out_dir, error, exc_info=True)
 
     tracking_uri = tracking_uri_from_environment()

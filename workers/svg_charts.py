@@ -252,10 +252,10 @@ def bar_panel_svg(title: str, bars: list[GroupBar]) -> str:
     for index, bar in enumerate(bars):
         y = top + index * row
         name = bar.group + (" *" if bar.small else "")
-        shown = name if len(name) <= max_chars else name[: max_chars - 1] + "…"
+        label = name if len(name) <= max_chars else name[: max_chars - 1] + "…"
         parts.append(
             f'<text x="{label_width - 6:.1f}" y="{y + 12}" font-size="11" text-anchor="end">'
-            f"<title>{_escape(name)}</title>{_escape(shown)}</text>"
+            f"<title>{_escape(name)}</title>{_escape(label)}</text>"
         )
         if bar.value is None:
             parts.append(f'<text x="{label_width + 4:.1f}" y="{y + 12}" font-size="11" fill="{AXIS_COLOR}">undefined</text>')
