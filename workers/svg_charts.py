@@ -92,26 +92,28 @@ def _point_color(point: ScatterPoint) -> str:
 
 
 class _Labels:
-    """Places text labels so that they do not overlap, moving each down until it fits."""
+    """Places point labels beside their points so that no label covers another label or a point."""
 
-    def __init__(self, width: float, height: float) -> None:
-        self.width = width
-        self.height = height
+    def __init__(self, left: float, top: float, right: float, bottom: float) -> None:
+        self.bounds = (left, top, right, bottom)
         self.boxes: list[tuple[float, float, float, float]] = []
 
-    def place(self, x: float, y: float, text: str) -> tuple[float, float]:
+    def block_point(self, x: float, y: float, radius: float = 6.0) -> None:
+        self.boxes.append((x - radius, y - radius, x + radius, y + radius))
+
+    def place(self, x: float, y: float, text: str) -> tuple[float, float, bool]:
+        """Return the label's start and baseline, and whether it was moved away from its point."""
         width = len(text) * CHAR_WIDTH
-        if x + width > self.width:
-            x = x - width - 14
-        for shift in (0, 13, -13, 26, -26, 39, -39, 52, -52):
-            box = (x, y + shift - 10, x + width, y + shift + 3)
-            if box[1] < 0 or box[3] > self.height:
-                continue
-            if not any(_overlap(box, other) for other in self.boxes):
-                self.boxes.append(box)
-                return x, y + shift
-        self.boxes.append((x, y - 10, x + width, y + 3))
-        return x, y
+        left, top, right, bottom = self.bounds
+        for shift in (0, 13, -13, 26, -26, 39, -39, 52, -52, 65, -65):
+            for start in (x + 9, x - 9 - width):
+                baseline = y + 4 + shift
+                box = (start, baseline - 10, start + width, baseline + 3)
+                inside = box[0] >= left and box[2] <= right and box[1] >= top and box[3] <= bottom
+                if inside and not any(_overlap(box, other) for other in self.boxes):
+                    self.boxes.append(box)
+                    return start, baseline, shift != 0
+        return x + 9, y + 4, False
 
 
 def _overlap(first: tuple[float, ...], second: tuple[float, ...]) -> bool:
@@ -160,7 +162,7 @@ def scatter_svg(points: list[ScatterPoint], *, title: str, y_label: str, higher_
     if len(front) > 1:
         path = " ".join(f"{sx(point.x):.1f},{sy(point.y):.1f}" for point in front)
         parts.append(f'<polyline class="mark front" points="{path}" fill="none" stroke="#8250df" stroke-width="1.5" stroke-dasharray="5 3"/>')
-    parts += _scatter_marks(drawn, front, sx, sy, width=width - right, height=height - bottom)
+    parts += _scatter_marks(drawn, front, sx, sy, frame=(left, top, width - right, height - bottom))
     if missing:
         parts.append(
             f'<text x="{width - right}" y="32" font-size="11" text-anchor="end" fill="{AXIS_COLOR}">'
@@ -195,7 +197,7 @@ def _axes(x_ticks, y_ticks, sx, sy, *, width, height, left, right, top, bottom) 
     return parts
 
 
-def _scatter_marks(drawn, front, sx, sy, *, width: float, height: float) -> list[str]:
+def _scatter_marks(drawn, front, sx, sy, *, frame: tuple[float, float, float, float]) -> list[str]:
     parts = []
     on_front = {point.name for point in front}
     for point in drawn:
@@ -207,8 +209,10 @@ def _scatter_marks(drawn, front, sx, sy, *, width: float, height: float) -> list
                 f'<path class="mark interval" d="M{x:.1f},{low:.1f}V{high:.1f}M{x - 4:.1f},{low:.1f}H{x + 4:.1f}'
                 f'M{x - 4:.1f},{high:.1f}H{x + 4:.1f}" stroke="{color}" stroke-opacity="0.6" fill="none"/>'
             )
-    labels = _Labels(width, height)
-    # Front points and the recommended model claim label space first.
+    labels = _Labels(*frame)
+    for point in drawn:
+        labels.block_point(sx(point.x), sy(point.y))
+    # The recommended model and the front points claim label space first.
     ordered = sorted(drawn, key=lambda point: (not point.recommended, point.name not in on_front, point.x))
     for point in ordered:
         x, y = sx(point.x), sy(point.y)
@@ -222,7 +226,12 @@ def _scatter_marks(drawn, front, sx, sy, *, width: float, height: float) -> list
             f"<title>{_escape(tooltip)}</title></circle>"
         )
         text = ("★ " if point.recommended else "") + point.name
-        label_x, label_y = labels.place(x + 10, y + 4, text)
+        label_x, label_y, moved = labels.place(x, y, text)
+        if moved:
+            end_x = label_x - 2 if label_x > x else label_x + len(text) * CHAR_WIDTH + 2
+            parts.append(
+                f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{end_x:.1f}" y2="{label_y - 4:.1f}" stroke="#8c959f" stroke-width="0.75"/>'
+            )
         weight = ' font-weight="700"' if point.recommended else ""
         parts.append(f'<text x="{label_x:.1f}" y="{label_y:.1f}" font-size="11"{weight}>{_escape(text)}</text>')
     return parts
