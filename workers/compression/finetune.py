@@ -1,8 +1,8 @@
 """Fine-tuning: train the model further on the training table, to recover accuracy after compression.
 
-Typically placed after prune or low_rank. The model goes to torch through onnx2torch, Adam trains it
-with cross-entropy on `data.training` (never the evaluation table) with early stopping on a
-validation share, weights that are exactly zero (pruned) stay zero, and the result is exported back
+Typically placed after prune or low_rank. The model goes to torch through onnx2torch. Adam trains it
+with cross-entropy on `data.training` (never the evaluation table), with early stopping on a
+validation share. Weights that are exactly zero (pruned) stay zero, and the result is exported back
 to ONNX. With a fairness intervention placed "during", the training applies it.
 """
 

@@ -3,9 +3,9 @@
 Each weight gets a keep score from two saliencies, measured on rows of the training table:
 
 - per-group importance (after FairPrune, Wu et al., 2022): the Optimal Brain Damage saliency
-  w^2 * F / 2, with F the mean squared gradient of the cross-entropy over one group's rows, is
-  normalized within each group and averaged over the groups, so a small group's important weights
-  count as much as a large group's;
+  w^2 * F / 2, where F is the mean squared gradient of the cross-entropy over one group's rows.
+  It is normalized within each group and averaged over the groups, so a small group's important
+  weights count as much as a large group's;
 - gap saliency: the first-order change of a soft fairness gap when the weight is set to zero,
   -w * d(gap)/dw, where the gap is the equalized odds difference (or demographic parity
   difference) of the predicted positive probabilities. Weights whose removal would widen the gap

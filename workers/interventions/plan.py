@@ -1,8 +1,8 @@
 """Placing a fairness intervention before, during or after a recipe's compression steps.
 
 - before: the intervention acts on the base model, then the steps compress the result. The
-  training interventions fine-tune the base model with it for `epochs`; fair_pruning removes
-  `share` of its weights; thresholds are fitted on the base model and kept for the compressed one.
+  training interventions fine-tune the base model with it for `epochs`. fair_pruning removes
+  `share` of its weights. Thresholds are fitted on the base model and kept for the compressed one.
 - during: the steps apply it. Training interventions act inside the recipe's finetune and distill
   steps; fair_pruning replaces the magnitude criterion of its prune steps; thresholds are fitted on
   the model before the recipe's trailing quantize_dynamic, quantize_static or fp16 steps (after

@@ -25,7 +25,7 @@ def kamiran_calders_weights(labels: np.ndarray, groups: np.ndarray) -> np.ndarra
     np.add.at(cells, (groups, labels), 1.0)
     group_share = cells.sum(axis=1) / rows
     label_share = cells.sum(axis=0) / rows
-    # Every row's own cell holds at least that row, so the division never meets a zero.
+    # A cell without rows gets weight 0, and no row looks it up.
     expected = np.outer(group_share, label_share)
     observed = cells / rows
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -1,8 +1,8 @@
 """Threshold post-processing (fairlearn's ThresholdOptimizer; Hardt, Price and Srebro, 2016).
 
 Per group of one sensitive attribute, the decision is a randomized mix of two score thresholds
-(and, for equalized odds, a constant prediction), chosen on the training table so that the groups'
-rates meet the constraint while accuracy stays as high as it can. The ONNX file cannot carry such a
+and, for equalized odds, a constant prediction. The mix is chosen on the training table to
+maximize accuracy subject to the constraint on the groups' rates. The ONNX file cannot carry such a
 rule, so it is written beside the model as `<variant>.thresholds.json`, and the sensitive attribute
 must be known at inference to apply it.
 
@@ -108,7 +108,7 @@ def fit_threshold_rules(model: Any, context: CompressionContext, intervention: A
 
 
 def _score_column() -> Any:
-    """Return an estimator whose prediction is its input's first column, so ThresholdOptimizer sees the scores."""
+    """Return an estimator whose prediction is its input's first column, so ThresholdOptimizer receives the scores."""
     from sklearn.base import BaseEstimator
 
     class ScoreColumn(BaseEstimator):

@@ -1,6 +1,6 @@
 """A converted ONNX classifier as torch trains it: the module, the output it reads, and its logits.
 
-Every loss works on class logits. A model whose prediction output holds probabilities, or a single
+Every loss works on class logits. A model whose prediction output contains probabilities, or a single
 score, is read through the logits that give the same prediction: log-probabilities for a softmax
 output, and [0, s] (or [log(1 - p), log(p)]) for a single logit s (or probability p).
 """
@@ -115,7 +115,7 @@ def to_trainable(model: onnx.ModelProto, context: CompressionContext, method: st
     sample = _probe(trainable, context)
     if not np.issubdtype(sample.dtype, np.floating):
         raise CompressionError(
-            f"model output '{name}' holds class labels ({sample.dtype}), not scores, so {method} has no "
+            f"model output '{name}' contains class labels ({sample.dtype}), not scores, so {method} has no "
             "gradient to train on; export the model with its logits or probabilities as an output"
         )
     trainable.kind = "single_score" if sample.ndim == 1 or sample.shape[1] == 1 else "scores"
