@@ -1,8 +1,9 @@
 """The training loop: Adam over mini-batches, sparsity kept, early stopping on a validation share.
 
-The loop is seeded (weight initialization is the caller's, batch order comes from `seed`), reports
-every epoch through the context's `log` and `progress`, and restores the weights of the epoch with
-the lowest validation loss when it stops.
+The loop is seeded (weight initialization is the caller's, batch order comes from `seed`), and it
+reports every epoch through the context's `log` and `progress`. When it stops, it restores the
+weights of the trained epoch with the lowest validation loss. The weights before training are no
+candidate, so a fairness intervention that costs validation loss is not undone.
 """
 
 from __future__ import annotations

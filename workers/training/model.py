@@ -79,6 +79,9 @@ def torch_device(context: CompressionContext) -> torch.device:
     """Return the torch device for `context.device`: CUDA when asked for and available, else the CPU."""
     import torch
 
+    # NOTE: the tests run on the CPU only; the CUDA path (tensors and modules moved with .to(device))
+    # has not run on a GPU.
+
     if context.device.startswith("cuda") and torch.cuda.is_available():
         return torch.device(context.device)
     return torch.device("cpu")

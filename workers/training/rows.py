@@ -73,6 +73,9 @@ def training_rows(data: PreparedData, attribute: str | None, device: torch.devic
     """Move the prepared training table to `device`, with the codes of `attribute` (default: the first)."""
     import torch
 
+    # NOTE: the whole table is copied to the device at once, which suits tabular data; a large image
+    # table may not fit in GPU memory.
+
     if not data.groups:
         raise CompressionError("the training table has no sensitive column; data.sensitive names none")
     name = attribute if attribute is not None else next(iter(data.groups))
