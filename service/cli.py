@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--hostname", help="Celery node name (default: fairsqueeze-<pid>@<host>).")
     worker.add_argument("--data-dir", type=Path, help="Folder for the store and the files (sets FAIRSQUEEZE_DATA_DIR).")
+    # Set by `serve` for its embedded worker, so the worker stops when `serve` is killed.
+    worker.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     worker.set_defaults(handler=_worker)
 
     openapi = commands.add_parser("openapi", help="Write the OpenAPI document of the REST API.")
@@ -144,6 +146,10 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.no_worker:
         worker = EmbeddedWorker(concurrency=args.concurrency)
         worker.start()
+    # uvicorn shuts down on SIGINT or SIGTERM and then raises the signal again with the handler that
+    # was installed before it started. This handler turns that into SystemExit, so `finally` runs.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _exit_on_signal)
     try:
         uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
     finally:
@@ -152,11 +158,15 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 class EmbeddedWorker:
     """Runs `fairsqueeze worker` as a child process and starts a new one whenever it exits."""
 
     def __init__(self, *, concurrency: int | None) -> None:
-        self.command = [sys.executable, "-m", "service.cli", "worker"]
+        self.command = [sys.executable, "-m", "service.cli", "worker", "--parent-pid", str(os.getpid())]
         if concurrency is not None:
             self.command += ["--concurrency", str(concurrency)]
         self.process: subprocess.Popen | None = None
@@ -188,7 +198,10 @@ class EmbeddedWorker:
         if process is None or process.poll() is not None:
             return
         logger.info("stopping the embedded worker (pid %d)", process.pid)
-        os.killpg(process.pid, signal.SIGTERM)
+        # SIGTERM goes to the worker's main process alone: Celery then stops its pool processes itself.
+        # Pool processes signalled directly can die holding the pool's queue lock, and then the main
+        # process hangs at exit waiting for that lock.
+        process.terminate()
         try:
             process.wait(timeout=WORKER_STOP_SECONDS)
         except subprocess.TimeoutExpired:
@@ -205,6 +218,8 @@ def _worker(args: argparse.Namespace) -> int:
     from service.settings import QUEUES, get_settings
     from service.storage import ArtifactStorage
 
+    if args.parent_pid is not None:
+        _exit_with_parent(args.parent_pid)
     _apply_data_dir(args.data_dir)
     settings = get_settings()
     upgrade_database(settings.resolved_database_url)
@@ -232,6 +247,23 @@ def _worker(args: argparse.Namespace) -> int:
         argv.append(f"--concurrency={concurrency}")
     app.worker_main(argv)
     return 0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Ask Linux to send SIGTERM (a warm Celery shutdown) to this process when `parent` dies."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        if libc.prctl(pr_set_pdeathsig, signal.SIGTERM) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    except (OSError, AttributeError) as error:
+        logger.warning("the worker cannot follow its parent's exit on this system: %s", error)
+        return
+    # The parent may have died before prctl took effect.
+    if os.getppid() != parent:
+        raise SystemExit("fairsqueeze worker: the parent process exited before the worker started")
 
 
 # openapi

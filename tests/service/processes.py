@@ -48,7 +48,8 @@ class ManagedProcess:
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.alive():
-            self.kill_group(signal.SIGTERM)
+            # The main process alone: Celery stops its own pool processes.
+            self.process.terminate()
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,18 @@ def test_embedded_worker_killed_and_replaced(embedded, tmp_path):
 
     assert audit["attempts"] == 2
     assert worker_pid() not in (None, first_worker)
+
+
+def process_exists(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists() and "(python" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_embedded_worker_exits_with_serve(embedded):
+    worker = wait_for(lambda: next(iter(child_pids(embedded.process.pid)), None), timeout=30, description="the worker")
+    embedded.process.process.send_signal(signal.SIGKILL)
+    embedded.process.process.wait(timeout=10)
+
+    wait_for(lambda: not process_exists(worker), timeout=60, description=f"worker {worker} to exit after serve")
 
 
 @pytest.mark.parametrize("embedded", [2], indirect=True)

@@ -14,6 +14,8 @@ from tests.service.processes import ManagedProcess, free_port, python_command, s
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
+RESULT_EXPIRES = 600
+
 
 @dataclass
 class Stack:
@@ -59,6 +61,7 @@ def stack(tmp_path: Path, postgres_url: str, redis_settings: dict[str, str]) -> 
             "FAIRSQUEEZE_HARD_TIME_LIMIT": "30",
             "FAIRSQUEEZE_VISIBILITY_TIMEOUT": "32",
             "FAIRSQUEEZE_REDELIVERY_SCAN_INTERVAL": "2",
+            "FAIRSQUEEZE_RESULT_EXPIRES": str(RESULT_EXPIRES),
         }
     )
     command = python_command("service.cli", "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port))
@@ -79,6 +82,25 @@ def test_separate_processes_match_cli(stack, tiny_files, tmp_path):
         readiness = client.get("/readyz").json()
 
     assert readiness == {"status": "ready", "database": "ok", "broker": "ok", "detail": None}
+
+
+def test_task_results_expire_in_redis(stack, tiny_files, tmp_path):
+    import redis
+
+    with stack.client() as client:
+        audit_matches_cli(client, tiny_files, tmp_path)
+    prefix = stack.env["FAIRSQUEEZE_BROKER_KEY_PREFIX"]
+    connection = redis.Redis.from_url(stack.env["FAIRSQUEEZE_BROKER_URL"])
+    keys = wait_for(
+        lambda: list(connection.scan_iter(match=f"{prefix}*celery-task-meta-*")),
+        timeout=10,
+        description="the task result in Redis",
+    )
+    ttls = [connection.ttl(key) for key in keys]
+    connection.close()
+
+    assert len(keys) == 1
+    assert 0 < ttls[0] <= RESULT_EXPIRES
 
 
 def test_killed_worker_job_redelivered_once(stack, tmp_path):
