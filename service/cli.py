@@ -44,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000).")
     serve.add_argument("--no-worker", action="store_true", help="Start the API only; run `fairsqueeze worker` apart.")
     serve.add_argument("--data-dir", type=Path, help="Folder for the store and the files (sets FAIRSQUEEZE_DATA_DIR).")
-    serve.add_argument("--concurrency", type=int, help="Processes of the embedded worker (default: CPU count).")
+    serve.add_argument(
+        "--concurrency",
+        type=int,
+        help="Processes of the embedded worker (default: FAIRSQUEEZE_WORKER_CONCURRENCY, else the CPU count).",
+    )
     serve.set_defaults(handler=_serve)
 
     worker = commands.add_parser("worker", help="Start a Celery worker that runs audit jobs.")
@@ -178,7 +182,8 @@ class EmbeddedWorker:
 
     def _supervise(self) -> None:
         while not self._stopping.is_set():
-            # A session of its own lets stop() signal the worker and its pool processes together.
+            # A session of its own keeps the terminal's Ctrl-C away from the worker (serve stops it), and
+            # lets stop() kill the worker and its pool processes together when they do not exit.
             self.process = subprocess.Popen(self.command, start_new_session=True)
             logger.info("embedded worker started (pid %d)", self.process.pid)
             code = self.process.wait()

@@ -101,7 +101,11 @@ def process_exists(pid: int) -> bool:
 
 
 def test_embedded_worker_exits_with_serve(embedded):
-    worker = wait_for(lambda: next(iter(child_pids(embedded.process.pid)), None), timeout=30, description="the worker")
+    def worker_pid() -> int | None:
+        children = child_pids(embedded.process.pid)
+        return children[0] if children else None
+
+    worker = wait_for(worker_pid, timeout=30, description="the embedded worker to start")
     embedded.process.process.send_signal(signal.SIGKILL)
     embedded.process.process.wait(timeout=10)
 
