@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
+from workers.fairness.rates import BINARY_GAPS, BINARY_RATES
 from workers.spec import GateSpec, JobSpec
 
 logger = logging.getLogger(__name__)
@@ -40,16 +41,9 @@ SIZE_MEASURE = "bytes"
 
 # Names a report can hold, for checking a policy before the audit runs. Multiclass reports add
 # one gap per class, named "tpr_difference:<class>" and "fpr_difference:<class>".
-KNOWN_RATES = ("accuracy", "balanced_accuracy", "selection_rate", "base_rate", "tpr", "fpr", "fnr", "precision")
-KNOWN_GAPS = (
-    "equalized_odds_difference",
-    "equal_opportunity_difference",
-    "false_positive_rate_difference",
-    "demographic_parity_difference",
-    "demographic_parity_ratio",
-    "accuracy_difference",
-    "worst_group_accuracy",
-)
+KNOWN_RATES = BINARY_RATES
+# Multiclass reports hold a subset of these gap names besides the per-class ones.
+KNOWN_GAPS = BINARY_GAPS
 CLASS_GAP_PREFIXES = ("tpr_difference:", "fpr_difference:")
 # Rates with a paired change in the report; other rates take max and min only.
 CHANGE_RATES = ("accuracy",)
