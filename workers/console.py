@@ -41,6 +41,30 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="Seed for the bootstrap and for methods that sample.")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when torch sees a GPU).")
     parser.add_argument("--quiet", action="store_true", help="Print no progress and no table.")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace the results of an earlier audit in --out (report, ONNX files) instead of stopping.",
+    )
+
+
+# Files an audit writes directly in its output folder; --overwrite removes them before a new run.
+RESULT_PATTERNS = ("*.onnx", "*.thresholds.json", "report.json", "report.html", "gate.json", "junit.xml")
+
+
+def prepare_output_folder(out: Path, *, overwrite: bool) -> None:
+    """Stop when `out` holds an earlier audit, so its ONNX files cannot be mistaken for the new ones."""
+    if not (out / "report.json").is_file():
+        return
+    if not overwrite:
+        raise SpecError(
+            f"--out {out} holds the results of an earlier audit (report.json); choose another folder, or pass "
+            "--overwrite to replace them"
+        )
+    for pattern in RESULT_PATTERNS:
+        for path in out.glob(pattern):
+            if path.is_file():
+                path.unlink()
 
 
 def _split(text: str) -> list[str]:
@@ -106,6 +130,7 @@ def run_audit_command(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     try:
         spec, base_dir = spec_from_arguments(args)
+        prepare_output_folder(args.out, overwrite=args.overwrite)
     except SpecError as error:
         console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         return EXIT_INVALID_INPUT
@@ -172,6 +197,25 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
     for variant in report["variants"]:
         if variant["status"] != "succeeded":
             console.print(f"[yellow]{variant['name']} failed:[/yellow] {escape(str(variant.get('error')))}", highlight=False)
+    _print_warnings(report, console)
+
+
+def _print_warnings(report: dict[str, Any], console: Console, shown: int = 5) -> None:
+    """Print how many distinct warnings the variants carry, and the first few."""
+    variants_by_warning: dict[str, list[str]] = {}
+    for variant in report["variants"]:
+        for warning in variant.get("warnings", []):
+            variants_by_warning.setdefault(warning, []).append(variant["name"])
+    if not variants_by_warning:
+        return
+    console.print(
+        f"[yellow]{len(variants_by_warning)} warnings[/yellow] (small groups, undefined rates and others; all of "
+        "them are in report.json and report.html):",
+        highlight=False,
+    )
+    for warning, names in list(variants_by_warning.items())[:shown]:
+        console.print(f"  {escape(warning)} ({escape(', '.join(names[:4]))}{', ...' if len(names) > 4 else ''})",
+                      highlight=False, soft_wrap=True)
 
 
 def _model_table(report: dict[str, Any]) -> Table:

@@ -328,10 +328,10 @@ def run_audit(
     """Run every recipe of the spec and write `out_dir/report.json` plus one ONNX file per variant."""
     started_at = datetime.now(timezone.utc)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     notify = progress or (lambda event: None)
 
     inputs = check_inputs(spec, base_dir=base_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     recipes = spec.resolved_recipes()
     device = resolve_device(device)
     total = len(recipes) + 1

@@ -112,6 +112,8 @@ def write_json_atomic(path: Path, payload: Any) -> None:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(payload, stream, indent=2, allow_nan=False)
             stream.write("\n")
+        # mkstemp creates the file readable by its owner only, unlike the ONNX files beside it.
+        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

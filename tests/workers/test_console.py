@@ -101,3 +101,54 @@ def test_spec_file_missing(files):
     completed = audit("--spec", "absent.yaml", "--out", "out", cwd=files)
     assert completed.returncode == 2
     assert "job spec file not found: absent.yaml" in completed.stderr
+
+
+def test_earlier_results_protected(files):
+    arguments = ("--model", "model.onnx", "--data", "eval.csv", "--label", "label", "--sensitive", "group",
+                 "--recipes", "fp16", "--resamples", "20", "--out", "out")
+    assert audit(*arguments, cwd=files).returncode == 0
+    second = audit(*arguments, cwd=files)
+    assert second.returncode == 2
+    assert "holds the results of an earlier audit" in second.stderr
+
+
+def test_overwrite_removes_stale_variants(files):
+    common = ("--model", "model.onnx", "--data", "eval.csv", "--label", "label", "--sensitive", "group",
+              "--resamples", "20", "--out", "out")
+    assert audit(*common, "--recipes", "fp16", cwd=files).returncode == 0
+    completed = audit(*common, "--recipes", "int8-dynamic", "--overwrite", cwd=files)
+    assert completed.returncode == 0, completed.stderr
+    assert not (files / "out" / "fp16.onnx").exists()
+    assert (files / "out" / "int8-dynamic.onnx").is_file()
+
+
+def test_report_file_permissions(files):
+    completed = audit(
+        "--model", "model.onnx", "--data", "eval.csv", "--label", "label", "--sensitive", "group",
+        "--recipes", "fp16", "--resamples", "20", "--out", "out", cwd=files,
+    )
+    assert completed.returncode == 0, completed.stderr
+    mode = (files / "out" / "report.json").stat().st_mode & 0o777
+    assert mode & 0o044 == 0o044
+
+
+def test_warnings_reach_terminal(files):
+    table = make_table(300, seed=1)
+    table.loc[:4, "group"] = "tiny"
+    table.to_csv(files / "eval.csv", index=False)
+    completed = audit(
+        "--model", "model.onnx", "--data", "eval.csv", "--label", "label", "--sensitive", "group",
+        "--recipes", "fp16", "--resamples", "20", "--out", "out", cwd=files,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "warnings" in completed.stdout
+    assert "tiny" in completed.stdout
+
+
+def test_no_output_folder_on_error(files):
+    completed = audit(
+        "--model", "model.onnx", "--data", "eval.csv", "--label", "missing", "--sensitive", "group",
+        "--out", "never", cwd=files,
+    )
+    assert completed.returncode == 2
+    assert not (files / "never").exists()
