@@ -49,7 +49,11 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         recovery = None
         if settings.recovery_interval > 0:
             recovery = asyncio.create_task(recovery_loop(settings, app.state.celery))
-        logger.info("API ready: data in %s", settings.resolved_data_dir)
+        logger.info(
+            "API ready: data in %s; API keys %s",
+            settings.resolved_data_dir,
+            "required" if settings.require_api_key else "optional",
+        )
         try:
             yield
         finally:
@@ -80,7 +84,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
 
 
 async def _api_error(request: Request, error: ApiError) -> JSONResponse:
-    return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
 
 
 async def _http_error(request: Request, error: StarletteHTTPException) -> Response:

@@ -1,4 +1,4 @@
-"""Command-line entry point: `fairsqueeze audit`, `gate`, `study`, `serve`, `worker` and `openapi`."""
+"""Command-line entry point: `fairsqueeze audit`, `gate`, `study`, `serve`, `worker`, `keys` and `openapi`."""
 
 from __future__ import annotations
 
@@ -39,7 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_arguments(study)
     study.set_defaults(handler=_run_study)
 
-    serve = commands.add_parser("serve", help="Start the REST API, and by default one embedded worker.")
+    serve = commands.add_parser(
+        "serve",
+        help="Start the REST API, and by default one embedded worker.",
+        description="Start the REST API, and by default one embedded worker. API keys are optional unless "
+        "--require-api-key or FAIRSQUEEZE_REQUIRE_API_KEY=true is set: a request without a key then gets 401. "
+        "A request with a key sees only the models, datasets and jobs of that key, and one without a key only "
+        "those created without a key. Create keys with `fairsqueeze keys create --name NAME`.",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
     serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000).")
     serve.add_argument("--no-worker", action="store_true", help="Start the API only; run `fairsqueeze worker` apart.")
@@ -48,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency",
         type=int,
         help="Processes of the embedded worker (default: FAIRSQUEEZE_WORKER_CONCURRENCY, else the CPU count).",
+    )
+    serve.add_argument(
+        "--require-api-key",
+        action="store_true",
+        help="Reject requests without an API key (sets FAIRSQUEEZE_REQUIRE_API_KEY=true).",
     )
     serve.set_defaults(handler=_serve)
 
@@ -63,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Set by `serve` for its embedded worker, so the worker stops when `serve` is killed.
     worker.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     worker.set_defaults(handler=_worker)
+
+    _add_keys_parser(commands)
 
     openapi = commands.add_parser("openapi", help="Write the OpenAPI document of the REST API.")
     openapi.add_argument("--out", type=Path, help="Output file (default: openapi/openapi.json in the source tree).")
@@ -141,6 +155,8 @@ def _serve(args: argparse.Namespace) -> int:
     from service.logs import configure_logging
     from service.settings import get_settings
 
+    if args.require_api_key:
+        os.environ["FAIRSQUEEZE_REQUIRE_API_KEY"] = "true"
     _apply_data_dir(args.data_dir)
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -230,7 +246,7 @@ def _worker(args: argparse.Namespace) -> int:
     upgrade_database(settings.resolved_database_url)
     ArtifactStorage(settings.resolved_data_dir).ensure_layout()
 
-    from workers.celery_app import app
+    from workers.celery_app import WEBHOOK_QUEUE, app
 
     queues = args.queues or ",".join(settings.queues)
     unknown = sorted(set(queues.split(",")) - set(QUEUES))
@@ -240,7 +256,8 @@ def _worker(args: argparse.Namespace) -> int:
     argv = [
         "worker",
         f"--loglevel={settings.log_level}",
-        f"--queues={queues}",
+        # Every worker also sends webhook deliveries, which have a queue of their own.
+        f"--queues={queues},{WEBHOOK_QUEUE}",
         f"--hostname={args.hostname or f'fairsqueeze-{os.getpid()}@%h'}",
         # Gossip, mingle and event heartbeats need broadcast messages, which the SQLite broker lacks.
         "--without-gossip",
@@ -269,6 +286,110 @@ def _exit_with_parent(parent: int) -> None:
     # The parent may have died before prctl took effect.
     if os.getppid() != parent:
         raise SystemExit("fairsqueeze worker: the parent process exited before the worker started")
+
+
+# keys
+
+
+def _add_keys_parser(commands: argparse._SubParsersAction) -> None:
+    keys = commands.add_parser(
+        "keys",
+        help="Create, list and revoke API keys in the job store.",
+        description="Manage the API keys of the REST API. The store keeps only a hash of each key, so a key is "
+        "printed once, when it is created. Run it where the job store is reachable (the same "
+        "FAIRSQUEEZE_DATABASE_URL or --data-dir as the API).",
+    )
+    actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    create = actions.add_parser("create", help="Create a key and print it with its webhook secret, once.")
+    create.add_argument("--name", required=True, help="Who or what uses the key, for example ci-main.")
+    create.set_defaults(handler=_keys_create)
+
+    listing = actions.add_parser("list", help="List keys: id, name, prefix, creation and revocation time.")
+    listing.set_defaults(handler=_keys_list)
+
+    revoke = actions.add_parser("revoke", help="Revoke a key; requests with it get 401 from then on.")
+    revoke.add_argument("key_id", metavar="ID", help="Id of the key, as `fairsqueeze keys list` prints it.")
+    revoke.set_defaults(handler=_keys_revoke)
+
+    for action in (create, listing, revoke):
+        action.add_argument(
+            "--data-dir", type=Path, help="Folder for the store and the files (sets FAIRSQUEEZE_DATA_DIR)."
+        )
+
+
+def _key_store_url(args: argparse.Namespace) -> str:
+    from service.db import upgrade_database
+    from service.settings import get_settings
+
+    _apply_data_dir(args.data_dir)
+    url = get_settings().resolved_database_url
+    upgrade_database(url)
+    return url
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from service.auth import create_api_key
+
+    try:
+        created = create_api_key(_key_store_url(args), name=args.name)
+    except ValueError as error:
+        print(f"fairsqueeze keys create: {error}", file=sys.stderr)
+        return 2
+    record = created.record
+    print(f"id:             {record.id}")
+    print(f"name:           {record.name}")
+    print(f"key:            {created.key}")
+    print(f"webhook secret: {record.webhook_secret}")
+    print(
+        "Store the key now: it is not shown again. Send it as `Authorization: Bearer <key>` "
+        "(the gate command reads FAIRSQUEEZE_API_KEY). The webhook secret verifies the signatures of this "
+        "key's webhook deliveries.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from service import store
+    from service.auth import KEY_PREFIX
+    from service.db import session_scope
+
+    with session_scope(_key_store_url(args)) as session:
+        keys = store.list_api_keys(session)
+    if not keys:
+        print("no API keys; create one with `fairsqueeze keys create --name NAME`", file=sys.stderr)
+        return 0
+    rows = [("ID", "NAME", "KEY", "CREATED", "REVOKED")]
+    for key in keys:
+        revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "-"
+        created = key.created_at.isoformat(timespec="seconds")
+        rows.append((key.id, key.name, f"{KEY_PREFIX}{key.prefix}_...", created, revoked))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from service import store
+    from service.db import session_scope
+    from service.tables import utcnow
+
+    with session_scope(_key_store_url(args)) as session:
+        key = store.get_api_key(session, key_id=args.key_id)
+        revoked = key is not None and store.revoke_api_key(session, key_id=args.key_id, now=utcnow())
+    if key is None:
+        print(
+            f"fairsqueeze keys revoke: no key with id {args.key_id!r}; `fairsqueeze keys list` prints the ids",
+            file=sys.stderr,
+        )
+        return 2
+    if not revoked:
+        print(f"key {args.key_id} ({key.name}) was already revoked at {key.revoked_at.isoformat()}")
+        return 0
+    print(f"revoked key {args.key_id} ({key.name}); requests with it now get 401")
+    return 0
 
 
 # openapi

@@ -9,10 +9,11 @@ from typing import Any
 class ApiError(Exception):
     """A request the API rejects; `detail` names the field or resource and the value."""
 
-    def __init__(self, status_code: int, detail: str) -> None:
+    def __init__(self, status_code: int, detail: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.detail = detail
+        self.headers = headers
 
 
 def _location(loc: Sequence[Any]) -> str:

@@ -19,7 +19,8 @@ def resolve_paths(
 
     The engine gets `base_dir=storage.root`, so the report names files as `models/<id>/model.onnx`
     on every machine that mounts the shared folder. A spec that does not set `data.delimiter`
-    reads CSV files with the delimiter given when the evaluation table was uploaded.
+    reads CSV files with the delimiter given when the evaluation table was uploaded. The callback
+    URL is dropped.
     """
     data_update: dict[str, object] = {
         "evaluation": storage.relative(storage.dataset_path(evaluation.id, evaluation.filename)),
@@ -29,9 +30,11 @@ def resolve_paths(
     if "delimiter" not in spec.data.model_fields_set:
         data_update["delimiter"] = evaluation.delimiter
 
+    # The engine has no use for the callback URL, and leaving it out keeps it out of the report.
     return spec.model_copy(
         update={
             "model": storage.relative(storage.model_path(model.id)),
             "data": spec.data.model_copy(update=data_update),
+            "callback_url": None,
         }
     )

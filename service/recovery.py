@@ -1,4 +1,5 @@
-"""Find running jobs whose worker was lost and queue them again.
+"""Find running jobs whose worker was lost, and webhook deliveries whose message was lost, and
+queue them again.
 
 A worker that dies (SIGKILL, a lost machine) stops writing its job's heartbeat. Redis hands the
 unacknowledged message to another worker only after the visibility timeout, and kombu's SQLAlchemy
@@ -7,6 +8,10 @@ the store lets one task own a job at a time.
 
 NOTE: a job whose message a worker took but whose task died before claiming it stays queued
 with no message on the SQLAlchemy transport; the scan covers running jobs only.
+
+A pending webhook delivery whose next POST is overdue by `service.webhooks.STALLED_AFTER_SECONDS`
+(its message was never sent, or its worker died) is sent again; its lock keeps a duplicate
+message from POSTing twice at once.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from service.logs import job_context
 from service.settings import Settings
 from service.submission import enqueue
 from service.tables import utcnow
+from service.webhooks import resend_stalled_deliveries
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +65,13 @@ def requeue_lost_audits(*, settings: Settings, celery: Celery, now: datetime | N
 
 
 async def recovery_loop(settings: Settings, celery: Celery) -> None:
-    """Scan for lost jobs every `settings.recovery_interval` seconds until cancelled."""
+    """Scan for lost jobs and stalled deliveries every `settings.recovery_interval` seconds until cancelled."""
     while True:
         await asyncio.sleep(settings.recovery_interval)
-        try:
-            await run_in_threadpool(requeue_lost_audits, settings=settings, celery=celery)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("scan for lost jobs failed; trying again in %s s", settings.recovery_interval)
+        for scan, what in ((requeue_lost_audits, "lost jobs"), (resend_stalled_deliveries, "stalled deliveries")):
+            try:
+                await run_in_threadpool(scan, settings=settings, celery=celery)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("scan for %s failed; trying again in %s s", what, settings.recovery_interval)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 QUEUES = ("cpu", "gpu")
@@ -93,6 +93,27 @@ class Settings(BaseSettings):
     )
     worker_queues: str = Field(default="cpu,gpu", description="Comma-separated queues a worker consumes.")
     log_level: str = Field(default="INFO", description="Level of the gateway and worker logs.")
+    require_api_key: bool = Field(
+        default=False,
+        description="Reject requests without an API key (401). When false, a request without a key works on the "
+        "records created without a key, and a request with a key on that key's records.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret that signs the webhook deliveries of jobs created without an API key; jobs of an "
+        "API key are signed with that key's own secret.",
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, le=100, description="POSTs of one webhook delivery before it is given up."
+    )
+    webhook_retry_delay: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds before the second POST of a delivery; each later wait doubles, up to "
+        "webhook_retry_max_delay.",
+    )
+    webhook_retry_max_delay: float = Field(default=600.0, gt=0, description="Longest wait between two POSTs, in seconds.")
+    webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds one POST may take before it counts as failed.")
 
     @model_validator(mode="after")
     def _limits_in_order(self) -> Settings:

@@ -3,6 +3,7 @@
     <root>/models/<id>/model.onnx
     <root>/datasets/<id>/<filename>
     <root>/audits/<id>/report.json
+    <root>/audits/<id>/report.html
     <root>/audits/<id>/<variant>.onnx
     <root>/tmp/                       uploads in progress
 
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILENAME = "model.onnx"
 REPORT_FILENAME = "report.json"
+HTML_REPORT_FILENAME = "report.html"
 VARIANT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SAFE_FILENAME_PATTERN = re.compile(r"[^A-Za-z0-9._-]+")
 

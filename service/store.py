@@ -1,5 +1,9 @@
 """Queries and updates of the job store. Functions take the session first and the rest by keyword.
 
+Gateway queries take `owner`: the id of the caller's API key, None for records created without a
+key, or ANY_OWNER for the workers and the gateway's own scans. A record of another owner is
+treated as missing, so the API answers 404 and never reveals that it exists.
+
 Worker-side updates (claim, heartbeat, progress, finish) are single conditional UPDATEs keyed by
 the job's attempt number. A redelivered or duplicated task message therefore cannot run a job
 twice at once, and it cannot overwrite the outcome of the attempt that owns the job.
@@ -7,40 +11,115 @@ twice at once, and it cannot overwrite the outcome of the attempt that owns the 
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Union
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, true, update
 from sqlalchemy.orm import Session, selectinload
 
-from service.tables import FINAL_STATUSES, AuditRecord, DatasetRecord, ModelRecord, VariantRecord
+from service.tables import (
+    FINAL_STATUSES,
+    ApiKeyRecord,
+    AuditRecord,
+    DatasetRecord,
+    DeliveryAttemptRecord,
+    DeliveryRecord,
+    ModelRecord,
+    VariantRecord,
+)
+
+
+class AnyOwner(enum.Enum):
+    ANY = "any"
+
+
+ANY_OWNER = AnyOwner.ANY
+# An API key id, None for records created without a key, or ANY_OWNER for no filter.
+Owner = Union[str, None, AnyOwner]
+
+
+def owned_by(column: Any, owner: Owner) -> Any:
+    """Return the WHERE condition that keeps the rows of `owner`."""
+    if owner is ANY_OWNER:
+        return true()
+    if owner is None:
+        return column.is_(None)
+    return column == owner
+
+
+# API keys
+
+
+def add_api_key(session: Session, *, key: ApiKeyRecord) -> None:
+    session.add(key)
+
+
+def get_api_key(session: Session, *, key_id: str) -> ApiKeyRecord | None:
+    return session.get(ApiKeyRecord, key_id)
+
+
+def find_api_key_by_prefix(session: Session, *, prefix: str) -> ApiKeyRecord | None:
+    return session.scalar(select(ApiKeyRecord).where(ApiKeyRecord.prefix == prefix))
+
+
+def list_api_keys(session: Session) -> list[ApiKeyRecord]:
+    return list(session.scalars(select(ApiKeyRecord).order_by(ApiKeyRecord.created_at, ApiKeyRecord.id)))
+
+
+def revoke_api_key(session: Session, *, key_id: str, now: datetime) -> bool:
+    """Set the key's revocation time; False when it does not exist or was revoked before."""
+    result = session.execute(
+        update(ApiKeyRecord)
+        .where(ApiKeyRecord.id == key_id, ApiKeyRecord.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return result.rowcount == 1
+
 
 # Models and datasets
 
 
-def get_model(session: Session, *, model_id: str) -> ModelRecord | None:
-    return session.get(ModelRecord, model_id)
+def get_model(session: Session, *, model_id: str, owner: Owner) -> ModelRecord | None:
+    query = select(ModelRecord).where(ModelRecord.id == model_id, owned_by(ModelRecord.owner_key_id, owner))
+    return session.scalar(query)
 
 
-def find_model_by_sha256(session: Session, *, sha256: str) -> ModelRecord | None:
-    return session.scalar(select(ModelRecord).where(ModelRecord.sha256 == sha256))
+def find_model_by_sha256(session: Session, *, sha256: str, owner: str | None) -> ModelRecord | None:
+    query = select(ModelRecord).where(ModelRecord.sha256 == sha256, owned_by(ModelRecord.owner_key_id, owner))
+    return session.scalar(query)
 
 
-def list_models(session: Session, *, limit: int, offset: int) -> tuple[list[ModelRecord], int]:
-    count = session.scalar(select(func.count()).select_from(ModelRecord)) or 0
-    query = select(ModelRecord).order_by(ModelRecord.created_at.desc(), ModelRecord.id).limit(limit).offset(offset)
+def list_models(session: Session, *, owner: Owner, limit: int, offset: int) -> tuple[list[ModelRecord], int]:
+    condition = owned_by(ModelRecord.owner_key_id, owner)
+    count = session.scalar(select(func.count()).select_from(ModelRecord).where(condition)) or 0
+    query = (
+        select(ModelRecord)
+        .where(condition)
+        .order_by(ModelRecord.created_at.desc(), ModelRecord.id)
+        .limit(limit)
+        .offset(offset)
+    )
     return list(session.scalars(query)), count
 
 
-def get_dataset(session: Session, *, dataset_id: str) -> DatasetRecord | None:
-    return session.get(DatasetRecord, dataset_id)
+def get_dataset(session: Session, *, dataset_id: str, owner: Owner) -> DatasetRecord | None:
+    query = select(DatasetRecord).where(
+        DatasetRecord.id == dataset_id, owned_by(DatasetRecord.owner_key_id, owner)
+    )
+    return session.scalar(query)
 
 
-def list_datasets(session: Session, *, limit: int, offset: int) -> tuple[list[DatasetRecord], int]:
-    count = session.scalar(select(func.count()).select_from(DatasetRecord)) or 0
+def list_datasets(session: Session, *, owner: Owner, limit: int, offset: int) -> tuple[list[DatasetRecord], int]:
+    condition = owned_by(DatasetRecord.owner_key_id, owner)
+    count = session.scalar(select(func.count()).select_from(DatasetRecord).where(condition)) or 0
     query = (
-        select(DatasetRecord).order_by(DatasetRecord.created_at.desc(), DatasetRecord.id).limit(limit).offset(offset)
+        select(DatasetRecord)
+        .where(condition)
+        .order_by(DatasetRecord.created_at.desc(), DatasetRecord.id)
+        .limit(limit)
+        .offset(offset)
     )
     return list(session.scalars(query)), count
 
@@ -48,22 +127,30 @@ def list_datasets(session: Session, *, limit: int, offset: int) -> tuple[list[Da
 # Audits, gateway side
 
 
-def get_audit(session: Session, *, audit_id: str) -> AuditRecord | None:
-    query = select(AuditRecord).where(AuditRecord.id == audit_id).options(selectinload(AuditRecord.variants))
+def get_audit(session: Session, *, audit_id: str, owner: Owner) -> AuditRecord | None:
+    query = (
+        select(AuditRecord)
+        .where(AuditRecord.id == audit_id, owned_by(AuditRecord.owner_key_id, owner))
+        .options(selectinload(AuditRecord.variants))
+    )
     return session.scalar(query)
 
 
-def get_audit_by_idempotency_key(session: Session, *, key: str) -> AuditRecord | None:
+def get_audit_by_idempotency_key(session: Session, *, key: str, owner: str | None) -> AuditRecord | None:
     query = (
-        select(AuditRecord).where(AuditRecord.idempotency_key == key).options(selectinload(AuditRecord.variants))
+        select(AuditRecord)
+        .where(AuditRecord.idempotency_key == key, owned_by(AuditRecord.owner_key_id, owner))
+        .options(selectinload(AuditRecord.variants))
     )
     return session.scalar(query)
 
 
 def list_audits(
-    session: Session, *, status: str | None, limit: int, offset: int
+    session: Session, *, owner: Owner, status: str | None, limit: int, offset: int
 ) -> tuple[list[AuditRecord], int]:
-    conditions = [AuditRecord.status == status] if status else []
+    conditions = [owned_by(AuditRecord.owner_key_id, owner)]
+    if status:
+        conditions.append(AuditRecord.status == status)
     count = session.scalar(select(func.count()).select_from(AuditRecord).where(*conditions)) or 0
     query = (
         select(AuditRecord)
@@ -322,3 +409,126 @@ def _apply_report_variants(session: Session, *, audit_id: str, variants: list[di
         variant.error = entry.get("error")
         if variant.finished_at is None:
             variant.finished_at = now
+
+
+# Webhook deliveries
+
+
+def add_delivery(
+    session: Session, *, delivery_id: str, audit_id: str, event: str, url: str, now: datetime
+) -> DeliveryRecord | None:
+    """Stage the delivery of `event` for a job; None when the job already has one for that event."""
+    existing = session.scalar(
+        select(DeliveryRecord).where(DeliveryRecord.audit_id == audit_id, DeliveryRecord.event == event)
+    )
+    if existing is not None:
+        return None
+    delivery = DeliveryRecord(
+        id=delivery_id,
+        audit_id=audit_id,
+        event=event,
+        url=url,
+        status="pending",
+        attempts=0,
+        created_at=now,
+        next_attempt_at=now,
+    )
+    session.add(delivery)
+    return delivery
+
+
+def get_delivery(session: Session, *, delivery_id: str) -> DeliveryRecord | None:
+    query = (
+        select(DeliveryRecord)
+        .where(DeliveryRecord.id == delivery_id)
+        .options(selectinload(DeliveryRecord.attempt_log))
+    )
+    return session.scalar(query)
+
+
+def list_deliveries(session: Session, *, audit_id: str) -> list[DeliveryRecord]:
+    query = (
+        select(DeliveryRecord)
+        .where(DeliveryRecord.audit_id == audit_id)
+        .options(selectinload(DeliveryRecord.attempt_log))
+        .order_by(DeliveryRecord.created_at, DeliveryRecord.id)
+    )
+    return list(session.scalars(query))
+
+
+def lock_delivery(session: Session, *, delivery_id: str, now: datetime, until: datetime) -> bool:
+    """Take a pending, due delivery for one POST; False when it is done, not due, or held by another task."""
+    result = session.execute(
+        update(DeliveryRecord)
+        .where(
+            DeliveryRecord.id == delivery_id,
+            DeliveryRecord.status == "pending",
+            or_(DeliveryRecord.next_attempt_at.is_(None), DeliveryRecord.next_attempt_at <= now),
+            or_(DeliveryRecord.locked_until.is_(None), DeliveryRecord.locked_until < now),
+        )
+        .values(locked_until=until)
+    )
+    return result.rowcount == 1
+
+
+def record_delivery_attempt(
+    session: Session,
+    *,
+    delivery_id: str,
+    started_at: datetime,
+    duration_seconds: float,
+    status_code: int | None,
+    error: str | None,
+    status: str,
+    next_attempt_at: datetime | None,
+) -> int:
+    """Log one POST, set the delivery's status and release it; return the attempt's number."""
+    delivery = session.get(DeliveryRecord, delivery_id, with_for_update=True)
+    if delivery is None:
+        raise LookupError(f"delivery '{delivery_id}' not found")
+    delivery.attempts += 1
+    session.add(
+        DeliveryAttemptRecord(
+            delivery_id=delivery_id,
+            number=delivery.attempts,
+            started_at=started_at,
+            duration_seconds=duration_seconds,
+            status_code=status_code,
+            error=error,
+        )
+    )
+    delivery.status = status
+    delivery.next_attempt_at = next_attempt_at
+    delivery.locked_until = None
+    if status == "succeeded":
+        delivery.delivered_at = started_at
+    return delivery.attempts
+
+
+def find_stalled_deliveries(session: Session, *, due_before: datetime, limit: int = 100) -> list[DeliveryRecord]:
+    """Return pending deliveries whose next POST was due before `due_before` and that no task holds."""
+    query = (
+        select(DeliveryRecord)
+        .where(
+            DeliveryRecord.status == "pending",
+            DeliveryRecord.next_attempt_at < due_before,
+            or_(DeliveryRecord.locked_until.is_(None), DeliveryRecord.locked_until < due_before),
+        )
+        .order_by(DeliveryRecord.next_attempt_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def reschedule_delivery(session: Session, *, delivery_id: str, previous: datetime | None, now: datetime) -> bool:
+    """Move a stalled delivery's due time from `previous` to `now`; False when another process did it first."""
+    result = session.execute(
+        update(DeliveryRecord)
+        .where(
+            DeliveryRecord.id == delivery_id,
+            DeliveryRecord.status == "pending",
+            DeliveryRecord.next_attempt_at == previous,
+        )
+        .values(next_attempt_at=now)
+    )
+    return result.rowcount == 1

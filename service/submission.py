@@ -63,24 +63,28 @@ def enqueue(celery: Celery, *, audit_id: str, queue: str) -> None:
 def submit_audit(
     spec: JobSpec,
     *,
+    owner: str | None,
     idempotency_key: str | None,
     settings: Settings,
     storage: ArtifactStorage,
     celery: Celery,
 ) -> tuple[AuditRecord, bool]:
-    """Validate, record and enqueue a job; return it and whether an earlier request already created it."""
+    """Validate, record and enqueue a job of `owner` (an API key id, or None); return it and whether an
+    earlier request already created it."""
     url = settings.resolved_database_url
     request_sha256 = spec_sha256(spec)
     if idempotency_key is not None:
-        earlier = _earlier_request(url, idempotency_key, request_sha256)
+        earlier = _earlier_request(url, idempotency_key, request_sha256, owner)
         if earlier is not None:
             return earlier, True
 
-    model, evaluation, training = _load_inputs(url, spec)
+    _check_callback(spec, owner=owner, settings=settings)
+    model, evaluation, training = _load_inputs(url, spec, owner)
     _check_inputs(spec, model=model, evaluation=evaluation, training=training, storage=storage)
 
     audit = AuditRecord(
         id=uuid.uuid4().hex,
+        owner_key_id=owner,
         status="queued",
         queue=queue_for(spec),
         trains=job_trains(spec),
@@ -100,7 +104,7 @@ def submit_audit(
         # Another request with the same Idempotency-Key committed first.
         if idempotency_key is None:
             raise
-        earlier = _earlier_request(url, idempotency_key, request_sha256)
+        earlier = _earlier_request(url, idempotency_key, request_sha256, owner)
         if earlier is None:
             raise
         return earlier, True
@@ -118,15 +122,15 @@ def submit_audit(
         logger.info("job queued on %s (model %s)", audit.queue, model.id)
 
     with session_scope(url) as session:
-        created = store.get_audit(session, audit_id=audit.id)
+        created = store.get_audit(session, audit_id=audit.id, owner=owner)
     if created is None:
         raise ApiError(409, f"audit '{audit.id}' was deleted while it was being created")
     return created, False
 
 
-def _earlier_request(url: str, key: str, request_sha256: str) -> AuditRecord | None:
+def _earlier_request(url: str, key: str, request_sha256: str, owner: str | None) -> AuditRecord | None:
     with session_scope(url) as session:
-        earlier = store.get_audit_by_idempotency_key(session, key=key)
+        earlier = store.get_audit_by_idempotency_key(session, key=key, owner=owner)
     if earlier is None:
         return None
     if earlier.request_sha256 != request_sha256:
@@ -138,13 +142,24 @@ def _earlier_request(url: str, key: str, request_sha256: str) -> AuditRecord | N
     return earlier
 
 
-def _load_inputs(url: str, spec: JobSpec) -> tuple[ModelRecord, DatasetRecord, DatasetRecord | None]:
+def _check_callback(spec: JobSpec, *, owner: str | None, settings: Settings) -> None:
+    """Reject a callback URL that no secret could sign: a job without an API key needs the server's secret."""
+    if spec.callback_url is None or owner is not None or settings.webhook_secret is not None:
+        return
+    raise ApiError(
+        422,
+        "callback_url: this job has no API key and the server has no webhook secret to sign deliveries with; "
+        "send the job with an API key, or set FAIRSQUEEZE_WEBHOOK_SECRET on the server and its workers",
+    )
+
+
+def _load_inputs(url: str, spec: JobSpec, owner: str | None) -> tuple[ModelRecord, DatasetRecord, DatasetRecord | None]:
     with session_scope(url) as session:
-        model = store.get_model(session, model_id=spec.model)
-        evaluation = store.get_dataset(session, dataset_id=spec.data.evaluation)
+        model = store.get_model(session, model_id=spec.model, owner=owner)
+        evaluation = store.get_dataset(session, dataset_id=spec.data.evaluation, owner=owner)
         training = None
         if spec.data.training is not None:
-            training = store.get_dataset(session, dataset_id=spec.data.training)
+            training = store.get_dataset(session, dataset_id=spec.data.training, owner=owner)
 
     if model is None:
         raise ApiError(
@@ -175,10 +190,15 @@ def _check_inputs(
 ) -> None:
     # The engine module loads ONNX Runtime but not torch; it is imported here to keep the app's import light.
     from workers.data import DataError
+    from workers.gate import GateError, check_policy
     from workers.onnx_model import ModelError
     from workers.pipeline import check_inputs
     from workers.spec import SpecError
 
+    try:
+        check_policy(spec)
+    except GateError as error:
+        raise ApiError(422, str(error)) from error
     resolved = resolve_paths(spec, model=model, evaluation=evaluation, training=training, storage=storage)
     try:
         check_inputs(resolved, base_dir=storage.root)

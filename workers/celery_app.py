@@ -19,6 +19,10 @@ from workers.spec import JobSpec
 logger = logging.getLogger(__name__)
 
 RUN_AUDIT_TASK = "fairsqueeze.run_audit_job"
+DELIVER_WEBHOOK_TASK = "fairsqueeze.deliver_webhook"
+# Webhook deliveries have a queue of their own that every worker consumes, so a delivery does not
+# wait behind the audits queued on cpu or gpu.
+WEBHOOK_QUEUE = "webhooks"
 
 # Methods (compression steps or fairness interventions) that train a network. Jobs using any of
 # them go to the `gpu` queue, and workers run torch on CUDA when torch finds a GPU.
@@ -76,7 +80,9 @@ def create_celery(settings: Settings, *, results: bool = True) -> Celery:
         accept_content=["json"],
         # Each queue gets an exchange and routing key of its own. Without them Celery binds every queue
         # to the default queue's exchange and key, so each job would reach both queues.
-        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
+        task_queues=[
+            Queue(name, Exchange(name, type="direct"), routing_key=name) for name in (*QUEUES, WEBHOOK_QUEUE)
+        ],
         task_default_queue="cpu",
         # A job is acknowledged only when its task returns, so a lost worker's job is delivered again.
         # The store's attempt counter keeps the second delivery from running it twice.

@@ -9,10 +9,20 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from workers.compression import get_method, method_names
 
@@ -50,6 +60,12 @@ class DataSpec(StrictModel):
         description="Feature columns stacked in this order into the model's single input; default: every other column.",
     )
     delimiter: str = Field(default=",", min_length=1, max_length=1, description="CSV field delimiter.")
+    max_groups: int = Field(
+        default=30,
+        ge=2,
+        description="Largest number of groups a sensitive column may have; more usually means a continuous "
+        "column that needs binning.",
+    )
     missing_sensitive: Literal["error", "group"] = Field(
         default="error",
         description="What to do with a missing sensitive value: reject the table, or put those rows in a group named 'missing'.",
@@ -67,13 +83,11 @@ class DataSpec(StrictModel):
     def _roles_do_not_overlap(self) -> DataSpec:
         if self.label in self.sensitive:
             raise ValueError(f"column '{self.label}' is both the label and a sensitive column")
-        if self.features is not None:
-            for name in (self.label, *self.sensitive):
-                if name in self.features:
-                    raise ValueError(
-                        f"column '{name}' is listed in features but is the label or a sensitive column; "
-                        "remove it from features"
-                    )
+        # A sensitive column may also feed the model (age often does), but the label never may.
+        if self.features is not None and self.label in self.features:
+            raise ValueError(
+                f"column '{self.label}' is the label and is also listed in features; remove it from features"
+            )
         if self.classes is not None and self.positive_label is not None:
             raise ValueError("give either classes (multiclass) or positive_label (binary), not both")
         return self
@@ -99,10 +113,17 @@ class Step(BaseModel):
         try:
             method.config_model.model_validate(self.options())
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in item['loc']) or 'options'}: {item['msg']}" for item in error.errors()
-            )
-            raise ValueError(f"invalid options for method '{self.method}': {problems}") from error
+            known = ", ".join(name for name in method.config_model.model_fields) or "none"
+            problems = []
+            for item in error.errors():
+                location = ".".join(str(part) for part in item["loc"]) or "options"
+                if item["type"] == "extra_forbidden":
+                    problems.append(f"unknown option '{location}' (options of {self.method}: {known})")
+                elif item["type"] == "missing":
+                    problems.append(f"{location}: required option missing")
+                else:
+                    problems.append(f"{location}: {_strip_prefix(item['msg'])}")
+            raise ValueError(f"invalid options for method '{self.method}': {'; '.join(problems)}") from error
         return self
 
     def options(self) -> dict[str, Any]:
@@ -222,6 +243,35 @@ class JobSpec(StrictModel):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     gate: GateSpec | None = None
     seed: int = Field(default=0, description="Seed for compression methods that sample or train.")
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="API only: http(s) URL that receives a signed POST with the job summary when the job ends. "
+        "The engine ignores it.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_callback(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Dumps leave out a callback_url of None, so the job section of a report has no callback key.
+        data = handler(self)
+        if self.callback_url is None:
+            data.pop("callback_url", None)
+        return data
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        problem = f"expected an absolute http or https URL with a host, got {value[:200]!r}"
+        try:
+            parsed = urlsplit(value)
+            parsed.port  # noqa: B018 - raises ValueError on a port out of range
+        except ValueError as error:
+            raise ValueError(f"{problem}: {error}") from error
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or any(char.isspace() for char in value):
+            raise ValueError(problem)
+        return value
 
     @field_validator("recipes")
     @classmethod
@@ -335,14 +385,48 @@ def default_recipes() -> list[Recipe]:
     return [Recipe.model_validate(recipe) for recipe in DEFAULT_RECIPES]
 
 
-def format_validation_error(error: ValidationError) -> str:
+def _strip_prefix(message: str) -> str:
+    return re.sub(r"^(Value|Assertion) error, ", "", message)
+
+
+def _model_at(model: type[BaseModel], parts: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Follow field names (list indexes skipped) from `model` to the nested model they lead to."""
+    for part in parts:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        nested = _nested_model(field.annotation)
+        if nested is None:
+            return None
+        model = nested
+    return model
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _nested_model(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def format_validation_error(error: ValidationError, root: type[BaseModel] | None = None) -> str:
     """Render pydantic errors as one line per field, for the CLI and the API."""
+    root = root or JobSpec
     lines = []
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"]) or "spec"
-        message = re.sub(r"^Value error, ", "", item["msg"])
+        message = _strip_prefix(item["msg"])
         received = item.get("input")
-        if item["type"] in ("missing",):
+        if item["type"] == "extra_forbidden":
+            parent = _model_at(root, tuple(item["loc"][:-1]))
+            known = ", ".join(parent.model_fields) if parent is not None else ""
+            lines.append(f"{location}: unknown key '{item['loc'][-1]}'" + (f"; known keys here: {known}" if known else ""))
+        elif item["type"] in ("missing",):
             lines.append(f"{location}: field required")
         elif isinstance(received, (str, int, float, bool)) and item["type"] not in ("value_error",):
             lines.append(f"{location}: {message} (got {received!r})")
@@ -372,7 +456,8 @@ def load_spec_file(path: Path) -> JobSpec:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise SpecError(f"job spec file {path} is not valid YAML: {error}") from error
+        detail = str(error).replace('"<unicode string>"', str(path))
+        raise SpecError(f"job spec file {path} is not valid YAML: {detail}") from error
     return parse_spec(raw)
 
 

@@ -1,4 +1,5 @@
-"""Celery tasks. `run_audit_job` claims a job in the store, runs the engine and records the outcome.
+"""Celery tasks. `run_audit_job` claims a job in the store, runs the engine and records the outcome;
+`deliver_webhook` POSTs a job's webhook delivery (see `service.webhooks`).
 
 The engine is imported inside the task, so the worker's main process and the gateway never load
 torch. Every log line written while a job runs carries its id.
@@ -18,6 +19,7 @@ import kombu.exceptions
 import redis.exceptions
 import sqlalchemy.exc
 from billiard.exceptions import SoftTimeLimitExceeded
+from celery import Celery
 
 from service import store
 from service.db import session_scope
@@ -26,7 +28,8 @@ from service.logs import job_context
 from service.settings import Settings, get_settings
 from service.storage import ArtifactStorage
 from service.tables import utcnow
-from workers.celery_app import RUN_AUDIT_TASK, app
+from service.webhooks import deliver, send_delivery, stage_delivery
+from workers.celery_app import DELIVER_WEBHOOK_TASK, RUN_AUDIT_TASK, app
 from workers.spec import JobSpec, SpecError, parse_spec
 
 logger = logging.getLogger(__name__)
@@ -83,6 +86,16 @@ def run_audit_job(self: Any, audit_id: str, previous_attempt: int | None = None)
             ) from None
 
 
+@app.task(name=DELIVER_WEBHOOK_TASK, acks_late=True)
+def deliver_webhook(delivery_id: str) -> dict[str, Any]:
+    """POST one webhook delivery and queue its next attempt when the receiver may accept a retry."""
+    settings = get_settings()
+    outcome = deliver(delivery_id, settings=settings)
+    if outcome.retry_in is not None:
+        send_delivery(app, delivery_id, countdown=outcome.retry_in)
+    return outcome.as_dict()
+
+
 class Heartbeat(threading.Thread):
     """Thread that writes the job's heartbeat every `interval` seconds and sets `lost` once the job is no
     longer owned by this attempt."""
@@ -117,8 +130,18 @@ class Heartbeat(threading.Thread):
 class AuditJob:
     """One delivery of a job: claim it, run the engine with progress and heartbeats, record the end."""
 
-    def __init__(self, audit_id: str, *, settings: Settings, worker: str, previous_attempt: int | None = None) -> None:
+    def __init__(
+        self,
+        audit_id: str,
+        *,
+        settings: Settings,
+        worker: str,
+        previous_attempt: int | None = None,
+        celery: Celery | None = None,
+    ) -> None:
         self.audit_id = audit_id
+        # The app that sends the job's webhook delivery; the worker's own app unless a caller passes one.
+        self.celery = celery or app
         self.settings = settings
         self.worker = worker
         self.previous_attempt = previous_attempt
@@ -200,26 +223,31 @@ class AuditJob:
             f"the job was interrupted {attempts} times (its worker was lost or killed each time) and is not "
             "tried again; check the worker logs for memory or time limits"
         )
+        delivery_id = None
         try:
             with session_scope(self.url) as session:
                 failed = store.fail_exhausted_audit(
                     session, audit_id=self.audit_id, attempts=attempts, stale_before=stale_before, error=message, now=now
                 )
+                if failed:
+                    delivery_id = stage_delivery(session, audit_id=self.audit_id, status="failed", now=now)
         except TRANSIENT_ERRORS as error:
             raise RetryableJobError(self.previous_attempt) from error
         if failed:
             logger.error("job failed: %s", message)
+        if delivery_id is not None:
+            send_delivery(self.celery, delivery_id)
 
     def _load_spec(self) -> JobSpec:
         with session_scope(self.url) as session:
-            audit = store.get_audit(session, audit_id=self.audit_id)
+            audit = store.get_audit(session, audit_id=self.audit_id, owner=store.ANY_OWNER)
             if audit is None:
                 raise JobAborted("the job was deleted")
-            model = store.get_model(session, model_id=audit.model_id)
-            evaluation = store.get_dataset(session, dataset_id=audit.evaluation_dataset_id)
+            model = store.get_model(session, model_id=audit.model_id, owner=store.ANY_OWNER)
+            evaluation = store.get_dataset(session, dataset_id=audit.evaluation_dataset_id, owner=store.ANY_OWNER)
             training = None
             if audit.training_dataset_id is not None:
-                training = store.get_dataset(session, dataset_id=audit.training_dataset_id)
+                training = store.get_dataset(session, dataset_id=audit.training_dataset_id, owner=store.ANY_OWNER)
             if model is None or evaluation is None or (audit.training_dataset_id and training is None):
                 raise _InvalidInput("the model or a dataset this job names is no longer in the store; upload it again")
             try:
@@ -281,6 +309,8 @@ class AuditJob:
     def _finish(
         self, status: str, *, error: str | None = None, report_variants: list[dict[str, Any]] | None = None
     ) -> dict[str, Any]:
+        delivery_id = None
+        now = utcnow()
         try:
             with session_scope(self.url) as session:
                 owned = store.finish_audit(
@@ -288,20 +318,24 @@ class AuditJob:
                     audit_id=self.audit_id,
                     attempt=self.attempt,
                     status=status,
-                    now=utcnow(),
+                    now=now,
                     error=error,
                     report_variants=report_variants,
                 )
+                if owned:
+                    delivery_id = stage_delivery(session, audit_id=self.audit_id, status=status, now=now)
         except TRANSIENT_ERRORS as exception:
             raise RetryableJobError(self.attempt) from exception
         if not owned:
             return self._aborted()
         logger.info("job %s", status)
+        if delivery_id is not None:
+            send_delivery(self.celery, delivery_id)
         return {"audit_id": self.audit_id, "outcome": status, "attempt": self.attempt}
 
     def _aborted(self) -> dict[str, Any]:
         with session_scope(self.url) as session:
-            audit = store.get_audit(session, audit_id=self.audit_id)
+            audit = store.get_audit(session, audit_id=self.audit_id, owner=store.ANY_OWNER)
             status = audit.status if audit is not None else None
         if status is None:
             self.storage.remove_audit(self.audit_id)

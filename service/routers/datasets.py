@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from service import store
+from service.auth import CallerDep
 from service.db import session_scope
 from service.deps import SessionDep, SettingsDep, StorageDep
 from service.errors import ApiError
@@ -23,7 +24,7 @@ from service.uploads import ReceivedFile, multipart_request_body, receive_file
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=error_responses(401))
 
 
 @router.post(
@@ -43,6 +44,7 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 )
 async def upload_dataset(
     request: Request,
+    caller: CallerDep,
     settings: SettingsDep,
     storage: StorageDep,
     delimiter: Annotated[str, Query(min_length=1, max_length=1, description="CSV field delimiter.")] = ",",
@@ -50,7 +52,7 @@ async def upload_dataset(
     """Upload a table in the multipart field `file`; returns its columns with types and its row count."""
     received = await receive_file(request, storage=storage, max_bytes=settings.max_upload_bytes)
     record = await run_in_threadpool(
-        register_dataset, received, delimiter=delimiter, settings=settings, storage=storage
+        register_dataset, received, delimiter=delimiter, owner=caller.key_id, settings=settings, storage=storage
     )
     return DatasetPublic.model_validate(record)
 
@@ -58,27 +60,28 @@ async def upload_dataset(
 @router.get("", response_model=DatasetsPublic, responses=error_responses(422))
 def list_datasets(
     session: SessionDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=500, description="Records per page.")] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Records to skip.")] = 0,
 ) -> DatasetsPublic:
     """List uploaded datasets, newest first."""
-    records, count = store.list_datasets(session, limit=limit, offset=offset)
+    records, count = store.list_datasets(session, owner=caller.key_id, limit=limit, offset=offset)
     return DatasetsPublic(data=[DatasetPublic.model_validate(record) for record in records], count=count)
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic, responses=error_responses(404))
-def get_dataset(dataset_id: str, session: SessionDep) -> DatasetPublic:
+def get_dataset(dataset_id: str, session: SessionDep, caller: CallerDep) -> DatasetPublic:
     """Read one dataset record."""
-    record = store.get_dataset(session, dataset_id=dataset_id)
+    record = store.get_dataset(session, dataset_id=dataset_id, owner=caller.key_id)
     if record is None:
         raise ApiError(404, f"dataset '{dataset_id}' not found")
     return DatasetPublic.model_validate(record)
 
 
 def register_dataset(
-    received: ReceivedFile, *, delimiter: str, settings: Settings, storage: ArtifactStorage
+    received: ReceivedFile, *, delimiter: str, owner: str | None, settings: Settings, storage: ArtifactStorage
 ) -> DatasetRecord:
-    """Read an uploaded table to check it and store it under a new id."""
+    """Read an uploaded table to check it and store it under a new id for `owner` (an API key id, or None)."""
     from workers.data import DataError, describe_table, table_format
 
     filename = safe_filename(received.filename, default="")
@@ -101,6 +104,7 @@ def register_dataset(
 
     record = DatasetRecord(
         id=dataset_id,
+        owner_key_id=owner,
         sha256=received.sha256,
         filename=filename,
         format=facts["format"],

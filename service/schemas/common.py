@@ -24,6 +24,7 @@ def error_responses(*codes: int) -> dict[int | str, dict]:
     """Return the `responses` entries documenting `codes` with the error body."""
     descriptions = {
         400: "The body cannot be parsed",
+        401: "Missing, invalid or revoked API key",
         404: "Not found",
         409: "Conflict",
         413: "Upload too large",

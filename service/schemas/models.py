@@ -38,7 +38,9 @@ class ModelPublic(BaseModel):
     )
 
     id: str
-    sha256: str = Field(description="SHA-256 of the file; the same bytes always give the same model record.")
+    sha256: str = Field(
+        description="SHA-256 of the file; the same bytes uploaded with the same API key give the same model record."
+    )
     filename: str
     bytes: int
     opset: int | None = Field(description="Version of the default ONNX operator set.")

@@ -56,7 +56,7 @@ def audit_id(settings: Settings, files: dict[str, Path]) -> str:
 
 def read_audit(settings: Settings, audit_id: str):
     with session_scope(settings.resolved_database_url) as session:
-        return store.get_audit(session, audit_id=audit_id)
+        return store.get_audit(session, audit_id=audit_id, owner=store.ANY_OWNER)
 
 
 def run_job(settings: Settings, audit_id: str, **kwargs) -> dict:
@@ -79,7 +79,7 @@ def claim(settings: Settings, audit_id: str) -> store.Claim:
 
 def make_stale(settings: Settings, audit_id: str) -> None:
     with session_scope(settings.resolved_database_url) as session:
-        audit = store.get_audit(session, audit_id=audit_id)
+        audit = store.get_audit(session, audit_id=audit_id, owner=store.ANY_OWNER)
         audit.heartbeat_at = utcnow() - timedelta(minutes=5)
 
 
@@ -210,7 +210,7 @@ def test_missing_table_fails_without_retry(settings, audit_id):
 
 def test_exhausted_attempts_fail_job(settings, audit_id):
     with session_scope(settings.resolved_database_url) as session:
-        audit = store.get_audit(session, audit_id=audit_id)
+        audit = store.get_audit(session, audit_id=audit_id, owner=store.ANY_OWNER)
         audit.status = "running"
         audit.attempts = settings.max_attempts
         audit.heartbeat_at = utcnow() - timedelta(minutes=5)

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from service.settings import Settings
-from workers.celery_app import RUN_AUDIT_TASK, TRAINING_METHODS, create_celery, job_trains, queue_for
+from workers.celery_app import DELIVER_WEBHOOK_TASK, RUN_AUDIT_TASK, TRAINING_METHODS, create_celery, job_trains, queue_for
 from workers.spec import JobSpec, Recipe, Step, parse_spec
 
 
@@ -54,7 +54,7 @@ def test_delivery_settings_survive_lost_workers():
     assert app.conf.task_acks_late is True
     assert app.conf.task_reject_on_worker_lost is True
     assert app.conf.worker_prefetch_multiplier == 1
-    assert sorted(queue.name for queue in app.conf.task_queues) == ["cpu", "gpu"]
+    assert sorted(queue.name for queue in app.conf.task_queues) == ["cpu", "gpu", "webhooks"]
 
 
 def test_redis_results_expire():
@@ -75,6 +75,13 @@ def test_key_prefix_reaches_broker_and_results():
 
     assert app.conf.broker_transport_options["global_keyprefix"] == "run-7:"
     assert app.conf.result_backend_transport_options["global_keyprefix"] == "run-7:"
+
+
+def test_webhook_task_registered_under_name():
+    from workers.tasks import app, deliver_webhook
+
+    assert deliver_webhook.name == DELIVER_WEBHOOK_TASK
+    assert DELIVER_WEBHOOK_TASK in app.tasks
 
 
 def test_task_registered_under_name():
@@ -103,7 +110,7 @@ def test_queues_have_own_routing_keys():
     app = create_celery(Settings())
     bindings = {queue.name: (queue.exchange.name, queue.routing_key) for queue in app.amqp.queues.values()}
 
-    assert bindings == {"cpu": ("cpu", "cpu"), "gpu": ("gpu", "gpu")}
+    assert bindings == {"cpu": ("cpu", "cpu"), "gpu": ("gpu", "gpu"), "webhooks": ("webhooks", "webhooks")}
 
 
 def test_training_set_matches_registry():
