@@ -151,6 +151,15 @@ def resolve_checks(gate: GateSpec, vocabulary: Vocabulary) -> list[Check]:
                     "or a gap such as equal_opportunity_difference"
                 )
                 continue
+            # Every rate and gap lies in [0, 1], and a change against the base in [-1, 1], so a limit
+            # outside that range decides every model the same way and is almost certainly a typo.
+            low = -1.0 if limit in CHANGE_LIMITS else 0.0
+            if not low <= float(threshold) <= 1.0:
+                problems.append(
+                    f"gate.rules.{index}: {limit} {threshold} on '{rule.metric}' is outside [{low:g}, 1], the range "
+                    "of rates, gaps and their changes; write shares as fractions (0.84, not 84)"
+                )
+                continue
             checks.append(Check(index, rule.metric, rule.attribute, limit, float(threshold), scope))
     if problems:
         raise GateError("invalid gate policy:\n" + "\n".join(problems))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.workers.gate_reports import flip, labelled_rows, make_report
-from workers.gate import GateError, check_policy, evaluate_gate, vocabulary_from_spec, wilson_interval
+from workers.gate import GateError, check_policy, evaluate_gate, resolve_checks, vocabulary_from_spec, wilson_interval
 from workers.spec import GateSpec, SpecError, load_gate_file, parse_spec
 
 
@@ -339,3 +339,20 @@ def test_policy_file_errors_name_problem(tmp_path, text, message):
 def test_policy_file_missing(tmp_path):
     with pytest.raises(SpecError, match="gate policy file not found"):
         load_gate_file(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"metric": "accuracy", "min": 1.5},
+        {"metric": "accuracy", "min": 84},
+        {"metric": "equalized_odds_difference", "attribute": "sex", "max": -0.1},
+        {"metric": "accuracy", "max_drop": 2.0},
+    ],
+)
+def test_limit_outside_range_rejected(rule):
+    spec = parse_spec(
+        {"model": "m.onnx", "data": {"evaluation": "e.csv", "label": "y", "sensitive": ["sex"]}}
+    )
+    with pytest.raises(GateError, match="is outside"):
+        resolve_checks(GateSpec.model_validate({"rules": [rule]}), vocabulary_from_spec(spec))
