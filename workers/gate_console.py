@@ -3,6 +3,10 @@
 Exit codes: 0 when at least one model passes every rule, 1 when none does, 2 on an error (invalid
 spec, policy, model or table, or an audit that failed), each with a message on stderr. The output
 folder gets report.json, report.html, gate.json, junit.xml and the ONNX files.
+
+With `--server URL` the audit runs on a fairsqueeze server: the command uploads the model and
+tables, submits the job, follows it, downloads the report and the ONNX files, and judges and writes
+its files as a local run does. An unreachable server, a rejected request and a timeout exit with 2.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ logger = logging.getLogger(__name__)
 EXIT_PASSED = 0
 EXIT_FAILED = 1
 EXIT_ERROR = 2
+DEFAULT_SERVER_TIMEOUT_SECONDS = 3600.0
 OUTPUT_FILES = ("report.json", "report.html", "gate.json", "junit.xml")
 STATUS_MARKS = {"passed": "pass", "failed": "FAIL", "undefined": "UNDEFINED", "skipped": "n/a", "error": "ERROR"}
 
@@ -50,6 +55,20 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
         "--mlflow-uri",
         help=f"MLflow tracking URI to log the audit to (default: ${TRACKING_URI_VARIABLE}); "
         "needs the mlflow extra.",
+    )
+    parser.add_argument(
+        "--server",
+        metavar="URL",
+        help="Run the audit on the fairsqueeze server at URL (for example http://127.0.0.1:8000) instead of "
+        "this machine; the API key is read from FAIRSQUEEZE_API_KEY.",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_SERVER_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="With --server: seconds to wait for the job before cancelling it and exiting with 2 "
+        f"(default {DEFAULT_SERVER_TIMEOUT_SECONDS:g}).",
     )
 
 
@@ -75,12 +94,18 @@ def run_gate_command(args: argparse.Namespace) -> int:
     errors = Console(stderr=True)
     try:
         spec, base_dir = gate_spec_from_arguments(args)
+        _check_server_arguments(args)
         _configure_mlflow(args.mlflow_uri)
     except (SpecError, GateError, MlflowUnavailable) as error:
         _print_error(errors, str(error))
         return EXIT_ERROR
 
-    report = _run_audit(spec, base_dir, args, errors)
+    if args.server:
+        from workers.gate_remote import run_remote_audit
+
+        report = run_remote_audit(spec, base_dir, args, errors)
+    else:
+        report = _run_audit(spec, base_dir, args, errors)
     if report is None:
         return EXIT_ERROR
     gate = report.get("gate")
@@ -101,6 +126,17 @@ def run_gate_command(args: argparse.Namespace) -> int:
     output.print(f"gate {verdict}: {escape(gate['summary'])}", highlight=False, soft_wrap=True)
     errors.print(f"wrote {', '.join(OUTPUT_FILES)} to {args.out}", highlight=False, soft_wrap=True)
     return EXIT_PASSED if gate["passed"] else EXIT_FAILED
+
+
+def _check_server_arguments(args: argparse.Namespace) -> None:
+    if args.server is None:
+        return
+    if args.device is not None:
+        raise SpecError("--device applies to local runs only; with --server the server's worker picks its device")
+    if not args.server.startswith(("http://", "https://")):
+        raise SpecError(f"--server must be an http or https URL such as http://127.0.0.1:8000, got {args.server!r}")
+    if not args.timeout > 0:
+        raise SpecError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
 
 
 def _print_error(console: Console, message: str) -> None:
