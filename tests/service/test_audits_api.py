@@ -93,6 +93,11 @@ def test_idempotency_key_other_body_conflicts(client, spec):
         (lambda spec: spec.update(model="no-such-model"), "model: no model with id 'no-such-model'"),
         (lambda spec: spec["data"].update(evaluation="nothing"), "data.evaluation: no dataset with id 'nothing'"),
         (lambda spec: spec["data"].update(training="nothing"), "data.training: no dataset with id 'nothing'"),
+        (lambda spec: spec.update(callback_url="ftp://127.0.0.1/hook"), "callback_url: expected an absolute http"),
+        (
+            lambda spec: spec.update(gate={"rules": [{"metric": "eod", "attribute": "sex", "max": 0.1}]}),
+            "unknown metric 'eod'",
+        ),
     ],
 )
 def test_invalid_spec_names_field(client, spec, change, expected):
@@ -206,3 +211,37 @@ def test_training_recipe_goes_to_gpu_queue(client, spec):
     assert response.status_code == 202, response.text
     assert response.json()["queue"] == "gpu"
     assert response.json()["trains"] is True
+
+
+def test_report_html_missing_before_success(client, spec):
+    audit_id = client.post("/v1/audits", json=spec).json()["id"]
+    response = client.get(f"/v1/audits/{audit_id}/report.html")
+
+    assert response.status_code == 404
+    assert "status is queued" in response.json()["detail"]
+
+
+def test_report_html_served_as_html(client, spec, settings):
+    from service import store
+    from service.db import session_scope
+
+    audit_id = client.post("/v1/audits", json=spec).json()["id"]
+    folder = settings.resolved_data_dir / "audits" / audit_id
+    folder.mkdir(parents=True)
+    (folder / "report.html").write_text("<!doctype html><title>report</title>", encoding="utf-8")
+    with session_scope(settings.resolved_database_url) as session:
+        store.get_audit(session, audit_id=audit_id, owner=store.ANY_OWNER).status = "succeeded"
+    response = client.get(f"/v1/audits/{audit_id}/report.html")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.text == "<!doctype html><title>report</title>"
+
+
+def test_job_without_callback_has_no_deliveries(client, spec):
+    audit_id = client.post("/v1/audits", json=spec).json()["id"]
+    client.post(f"/v1/audits/{audit_id}/cancel")
+    response = client.get(f"/v1/audits/{audit_id}/deliveries")
+
+    assert response.status_code == 200
+    assert response.json() == {"data": [], "count": 0}

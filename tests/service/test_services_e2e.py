@@ -9,12 +9,22 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.flows import assert_each_variant_once, audit_matches_cli, lost_worker_job_completes_once
+from service.webhooks import verify
+from tests.service.client import wait_for_audit
+from tests.service.factories import job_spec
+from tests.service.flows import (
+    assert_each_variant_once,
+    audit_matches_cli,
+    lost_worker_job_completes_once,
+    upload_inputs,
+)
+from tests.service.receivers import webhook_receiver
 from tests.service.processes import ManagedProcess, free_port, python_command, service_env, wait_for, wait_until_ready
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 RESULT_EXPIRES = 600
+WEBHOOK_SECRET = "services-e2e-secret"
 
 
 @dataclass
@@ -62,6 +72,8 @@ def stack(tmp_path: Path, postgres_url: str, redis_settings: dict[str, str]) -> 
             "FAIRSQUEEZE_VISIBILITY_TIMEOUT": "32",
             "FAIRSQUEEZE_REDELIVERY_SCAN_INTERVAL": "2",
             "FAIRSQUEEZE_RESULT_EXPIRES": str(RESULT_EXPIRES),
+            "FAIRSQUEEZE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "FAIRSQUEEZE_WEBHOOK_RETRY_DELAY": "0.5",
         }
     )
     command = python_command("service.cli", "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port))
@@ -116,3 +128,25 @@ def test_killed_worker_job_redelivered_once(stack, tmp_path):
 
     assert audit["attempts"] == 2
     assert audit["worker"].startswith("worker-2@")
+
+
+def test_webhook_retried_through_redis(stack, tiny_files):
+    with webhook_receiver({"/hook": [503]}) as receiver, stack.client() as client:
+        ids = upload_inputs(client, tiny_files.model, tiny_files.evaluation, tiny_files.training)
+        spec = job_spec(ids["model"], ids["evaluation"], resamples=20)
+        spec["callback_url"] = receiver.url("/hook")
+        audit_id = client.post("/v1/audits", json=spec).json()["id"]
+        audit = wait_for_audit(client, audit_id, timeout=120)
+
+        def settled() -> dict | None:
+            data = client.get(f"/v1/audits/{audit_id}/deliveries").json()["data"]
+            return data[0] if data and data[0]["status"] != "pending" else None
+
+        delivery = wait_for(settled, timeout=60, description="the webhook delivery")
+        posts = receiver.posts_to("/hook")
+
+    assert audit["status"] == "succeeded"
+    assert delivery["status"] == "succeeded"
+    assert [attempt["status_code"] for attempt in delivery["attempts"]] == [503, 200]
+    assert [post.answered for post in posts] == [503, 200]
+    assert verify(WEBHOOK_SECRET, posts[-1].body, posts[-1].headers["x-fairsqueeze-signature"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import create_engine, inspect
 
 from service import store
 from service.db import get_engine, session_scope, upgrade_database
@@ -193,3 +193,133 @@ def test_lost_job_requeued_once(database_url):
     assert [audit.id for audit in lost] == [audit_id]
     assert first is True
     assert second is False
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def first_revision_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store migrated to revision 0001 only, with one model, dataset and job in it."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from service.db import alembic_config, normalize_url
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    command.upgrade(alembic_config(url), "0001")
+    engine = create_engine(normalize_url(url))
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO models (id, sha256, filename, bytes, opset, inputs, outputs, parameters, created_at) "
+                "VALUES ('m', 'aa', 'm.onnx', 1, 17, '[]', '[]', 1, '2026-01-01T00:00:00+00:00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO datasets (id, sha256, filename, format, bytes, rows, columns, delimiter, created_at) "
+                "VALUES ('d', 'bb', 'd.csv', 'csv', 1, 1, '[]', ',', '2026-01-01T00:00:00+00:00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO audits (id, status, queue, trains, spec, model_id, evaluation_dataset_id, "
+                "idempotency_key, request_sha256, created_at, attempts) VALUES ('a', 'succeeded', 'cpu', false, "
+                "'{}', 'm', 'd', 'nightly', 'cc', '2026-01-01T00:00:00+00:00', 1)"
+            )
+        )
+    engine.dispose()
+    return url
+
+
+def test_upgrade_keeps_rows_without_owner(first_revision_url):
+    upgrade_database(first_revision_url)
+    with session_scope(first_revision_url) as session:
+        audit = store.get_audit(session, audit_id="a", owner=None)
+        model = store.find_model_by_sha256(session, sha256="aa", owner=None)
+        by_key = store.get_audit_by_idempotency_key(session, key="nightly", owner=None)
+
+    assert audit.owner_key_id is None
+    assert model.id == "m"
+    assert by_key.id == "a"
+
+
+def add_key(url: str, key_id: str) -> None:
+    from service.tables import ApiKeyRecord
+
+    with session_scope(url) as session:
+        session.add(
+            ApiKeyRecord(
+                id=key_id, name=key_id, prefix=key_id, key_sha256="0" * 64, webhook_secret="s", created_at=utcnow()
+            )
+        )
+
+
+def model_row(model_id: str, owner: str | None) -> ModelRecord:
+    return ModelRecord(
+        id=model_id, owner_key_id=owner, sha256="f" * 64, filename="m.onnx", bytes=1, opset=17, inputs=[],
+        outputs=[], parameters=1, created_at=utcnow(),
+    )
+
+
+def test_same_model_bytes_one_row_per_owner(database_url):
+    from sqlalchemy.exc import IntegrityError
+
+    add_key(database_url, "k1")
+    add_key(database_url, "k2")
+    for model_id, owner in (("m0", None), ("m1", "k1"), ("m2", "k2")):
+        with session_scope(database_url) as session:
+            session.add(model_row(model_id, owner))
+
+    for model_id, owner in (("m3", None), ("m4", "k1")):
+        with pytest.raises(IntegrityError):
+            with session_scope(database_url) as session:
+                session.add(model_row(model_id, owner))
+
+
+def test_delivery_staged_once_per_event(database_url):
+    audit_id = add_job(database_url)
+    now = utcnow()
+    with session_scope(database_url) as session:
+        first = store.add_delivery(
+            session, delivery_id="d1", audit_id=audit_id, event="audit.succeeded", url="http://127.0.0.1/h", now=now
+        )
+    with session_scope(database_url) as session:
+        second = store.add_delivery(
+            session, delivery_id="d2", audit_id=audit_id, event="audit.succeeded", url="http://127.0.0.1/h", now=now
+        )
+
+    assert first.id == "d1"
+    assert second is None
+
+
+def test_delivery_lock_taken_once(database_url):
+    audit_id = add_job(database_url)
+    now = utcnow()
+    with session_scope(database_url) as session:
+        store.add_delivery(
+            session, delivery_id="d1", audit_id=audit_id, event="audit.failed", url="http://127.0.0.1/h", now=now
+        )
+    until = now + timedelta(minutes=1)
+    with session_scope(database_url) as session:
+        first = store.lock_delivery(session, delivery_id="d1", now=now, until=until)
+    with session_scope(database_url) as session:
+        second = store.lock_delivery(session, delivery_id="d1", now=now, until=until)
+
+    assert first is True
+    assert second is False
+
+
+def test_deleted_job_removes_deliveries(database_url):
+    audit_id = add_job(database_url)
+    with session_scope(database_url) as session:
+        store.add_delivery(
+            session, delivery_id="d1", audit_id=audit_id, event="audit.failed", url="http://127.0.0.1/h", now=utcnow()
+        )
+    with session_scope(database_url) as session:
+        store.delete_audit(session, audit_id=audit_id)
+    with session_scope(database_url) as session:
+        remaining = store.get_delivery(session, delivery_id="d1")
+
+    assert remaining is None
