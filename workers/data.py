@@ -241,6 +241,19 @@ def encode_labels(
     return indices, [negative, positive], 1
 
 
+def label_warnings(values: np.ndarray, data: DataSpec, class_names: list[str], *, source: str) -> list[str]:
+    """Warn when a binary label column has more than two values, since the others all count as negative."""
+    if len(class_names) != 2 or data.positive_label is None:
+        return []
+    found = sorted({_label_text(value) for value in values})
+    if len(found) <= 2:
+        return []
+    return [
+        f"label column '{data.label}' in {source} has {len(found)} values ({', '.join(found[:10])}); every value "
+        f"other than {_label_text(data.positive_label)!r} counts as negative"
+    ]
+
+
 def _encode_multiclass(
     texts: np.ndarray, data: DataSpec, n_outputs: int, found: list[str], shown: str, source: str
 ) -> tuple[np.ndarray, list[str], None]:
@@ -293,6 +306,12 @@ def encode_groups(
             dtype=object,
         )
         names, codes = np.unique(texts.astype(str), return_inverse=True)
+        if len(names) > data.max_groups:
+            raise DataError(
+                f"sensitive column '{name}' in {source} has {len(names)} distinct values, more than "
+                f"data.max_groups ({data.max_groups}); bin it into a few bands (for example age ranges), or raise "
+                "data.max_groups if every value is a real group"
+            )
         if len(names) < 2:
             raise DataError(
                 f"sensitive column '{name}' in {source} has a single group ({str(names[0])!r}); a fairness audit "
@@ -343,10 +362,16 @@ def build_inputs(
     matrix = _stack_columns(table, features, source=source)
     expected = _feature_width(model_input)
     if expected is not None and matrix.shape[1] != expected:
+        hint = ""
+        if data.features is None and matrix.shape[1] < expected:
+            hint = (
+                f"; sensitive columns ({', '.join(data.sensitive)}) are not features unless data.features lists "
+                "them"
+            )
         raise DataError(
             f"model input '{model_input.name}' expects {expected} features but {source} gives {matrix.shape[1]} "
             f"({', '.join(features[:12])}{', ...' if len(features) > 12 else ''}); list the model's features "
-            "in data.features, in the order the model was trained on"
+            f"in data.features, in the order the model was trained on{hint}"
         )
     return {model_input.name: _cast(matrix, model_input, "features", source)}, features
 
@@ -431,6 +456,8 @@ def prepare_table(
     labels_raw = get_column(table, data.label, role="label", source=source)
     labels, class_names, positive_class = encode_labels(labels_raw, data, n_outputs, source=source)
     groups, warnings = encode_groups(table, data, source=source, intersectional=intersectional)
+    if positive_class is not None:
+        warnings = label_warnings(labels_raw, data, class_names, source=source) + warnings
     inputs, feature_names = build_inputs(table, data, model_inputs, source=source)
     return PreparedData(
         inputs=inputs,

@@ -254,3 +254,38 @@ def test_named_input_missing():
     ]
     with pytest.raises(DataError, match="model input 'age' has no column or array of that name"):
         prepare(frame, inputs=inputs)
+
+
+def test_extra_label_values_warned():
+    frame = make_table(30, label_values=("bad", "good"))
+    frame.loc[3, "label"] = "unknown"
+    prepared = prepare(frame, data_spec(positive_label="good"))
+    assert prepared.class_names == ["not good", "good"]
+    assert any("has 3 values (bad, good, unknown)" in warning for warning in prepared.warnings)
+
+
+def test_continuous_sensitive_rejected():
+    frame = make_table(200)
+    frame["group"] = np.arange(200) % 40
+    with pytest.raises(DataError, match="has 40 distinct values, more than data.max_groups \\(30\\)"):
+        prepare(frame)
+
+
+def test_sensitive_column_as_feature():
+    frame = make_table(40)
+    frame["age"] = np.arange(40) % 3
+    spec = data_spec(sensitive=["age"], features=["f0", "f1", "f2", "age"])
+    prepared = prepare(frame, spec)
+    np.testing.assert_array_equal(prepared.inputs["input"][:, 3], (np.arange(40) % 3).astype(np.float32))
+
+
+def test_label_as_feature_rejected():
+    with pytest.raises(ValueError, match="column 'label' is the label and is also listed in features"):
+        data_spec(features=["f0", "label"])
+
+
+def test_mismatch_hints_sensitive_columns():
+    frame = make_table(20, n_features=3)
+    frame["age"] = np.arange(20) % 2
+    with pytest.raises(DataError, match="sensitive columns \\(group, age\\) are not features unless data.features lists"):
+        prepare(frame, data_spec(sensitive=["group", "age"]))
