@@ -43,7 +43,7 @@ header_scheme = APIKeyHeader(
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request: an API key, or no key (`key_id` None) where keys are optional."""
+    """The sender of a request: an API key, or no key (`key_id` None) where keys are optional."""
 
     key_id: str | None
     key_name: str | None = None
@@ -75,7 +75,7 @@ def create_api_key(database_url: str, *, name: str) -> CreatedKey:
     """Create and store a key named `name` with its own webhook secret; return the key text once."""
     name = name.strip()
     if not name:
-        raise ValueError("the key name is empty; give a name that says who uses the key, for example ci-main")
+        raise ValueError("the key name is empty; give a name that identifies who uses the key, for example ci-main")
     prefix = secrets.token_hex(PREFIX_HEX_CHARACTERS // 2)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     record = ApiKeyRecord(

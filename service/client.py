@@ -46,7 +46,7 @@ class ServerUnreachable(ClientError):
 
 
 class ApiResponseError(ClientError):
-    """The server answered with an error status; `detail` is its explanation."""
+    """The server responded with an error status; `detail` is its explanation."""
 
     def __init__(self, status_code: int, detail: str, *, method: str, path: str) -> None:
         super().__init__(f"{method} {path} failed with {status_code}: {detail}")

@@ -68,10 +68,10 @@ async def recovery_loop(settings: Settings, celery: Celery) -> None:
     """Scan for lost jobs and stalled deliveries every `settings.recovery_interval` seconds until cancelled."""
     while True:
         await asyncio.sleep(settings.recovery_interval)
-        for scan, what in ((requeue_lost_audits, "lost jobs"), (resend_stalled_deliveries, "stalled deliveries")):
+        for scan, name in ((requeue_lost_audits, "lost jobs"), (resend_stalled_deliveries, "stalled deliveries")):
             try:
                 await run_in_threadpool(scan, settings=settings, celery=celery)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("scan for %s failed; trying again in %s s", what, settings.recovery_interval)
+                logger.exception("scan for %s failed; trying again in %s s", name, settings.recovery_interval)

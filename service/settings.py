@@ -5,16 +5,18 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 QUEUES = ("cpu", "gpu")
+MIN_WEBHOOK_SECRET_CHARACTERS = 16
 
 
 class Settings(BaseSettings):
     """One place for every option of `fairsqueeze serve` and `fairsqueeze worker`."""
 
-    model_config = SettingsConfigDict(env_prefix="FAIRSQUEEZE_", env_file=None, extra="ignore")
+    # Validation errors leave out the input, so a rejected secret never reaches a log.
+    model_config = SettingsConfigDict(env_prefix="FAIRSQUEEZE_", env_file=None, extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Field(
         default=Path("var"),
@@ -100,8 +102,8 @@ class Settings(BaseSettings):
     )
     webhook_secret: SecretStr | None = Field(
         default=None,
-        description="Secret that signs the webhook deliveries of jobs created without an API key; jobs of an "
-        "API key are signed with that key's own secret.",
+        description="Secret (at least 16 characters) that signs the webhook deliveries of jobs created without "
+        "an API key; jobs of an API key are signed with that key's own secret.",
     )
     webhook_max_attempts: int = Field(
         default=8, ge=1, le=100, description="POSTs of one webhook delivery before it is given up."
@@ -112,8 +114,19 @@ class Settings(BaseSettings):
         description="Seconds before the second POST of a delivery; each later wait doubles, up to "
         "webhook_retry_max_delay.",
     )
-    webhook_retry_max_delay: float = Field(default=600.0, gt=0, description="Longest wait between two POSTs, in seconds.")
+    webhook_retry_max_delay: float = Field(default=600.0, gt=0, description="Maximum wait between two POSTs, in seconds.")
     webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds one POST may take before it counts as failed.")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_WEBHOOK_SECRET_CHARACTERS:
+            raise ValueError(
+                f"webhook_secret has {len(value.get_secret_value())} characters; use a random secret of at least "
+                f"{MIN_WEBHOOK_SECRET_CHARACTERS}, for example from `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`"
+            )
+        return value
 
     @model_validator(mode="after")
     def _limits_in_order(self) -> Settings:

@@ -2,7 +2,7 @@
 
 Gateway queries take `owner`: the id of the caller's API key, None for records created without a
 key, or ANY_OWNER for the workers and the gateway's own scans. A record of another owner is
-treated as missing, so the API answers 404 and never reveals that it exists.
+treated as missing, so the API returns 404 and never reveals that it exists.
 
 Worker-side updates (claim, heartbeat, progress, finish) are single conditional UPDATEs keyed by
 the job's attempt number. A redelivered or duplicated task message therefore cannot run a job
@@ -457,7 +457,7 @@ def list_deliveries(session: Session, *, audit_id: str) -> list[DeliveryRecord]:
 
 
 def lock_delivery(session: Session, *, delivery_id: str, now: datetime, until: datetime) -> bool:
-    """Take a pending, due delivery for one POST; False when it is done, not due, or held by another task."""
+    """Lock a pending, due delivery for one POST; False when it is done, not due, or locked by another task."""
     result = session.execute(
         update(DeliveryRecord)
         .where(
@@ -506,7 +506,7 @@ def record_delivery_attempt(
 
 
 def find_stalled_deliveries(session: Session, *, due_before: datetime, limit: int = 100) -> list[DeliveryRecord]:
-    """Return pending deliveries whose next POST was due before `due_before` and that no task holds."""
+    """Return pending deliveries whose next POST was due before `due_before` and that no task has locked."""
     query = (
         select(DeliveryRecord)
         .where(

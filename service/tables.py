@@ -65,8 +65,8 @@ class ApiKeyRecord(Base):
     name: Mapped[str] = mapped_column(String(255))
     prefix: Mapped[str] = mapped_column(String(32), unique=True)
     key_sha256: Mapped[str] = mapped_column(String(64))
-    # NOTE: stored in plain text because the worker needs it to sign deliveries; anyone who can read
-    # the job store can forge this key's webhook signatures.
+    # NOTE: stored in plain text, because the worker needs it to sign deliveries. Anyone who can read
+    # the job store can therefore forge this key's webhook signatures.
     webhook_secret: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -74,8 +74,8 @@ class ApiKeyRecord(Base):
 
 class ModelRecord(Base):
     __tablename__ = "models"
-    # The same bytes give one record per owner; rows without an owner are unique by sha256 alone,
-    # because a composite unique constraint treats NULL owners as distinct.
+    # The same bytes give one record per owner. Rows without an owner need a partial index to be
+    # unique by sha256, because a composite unique constraint treats NULL owners as distinct.
     __table_args__ = (
         UniqueConstraint("owner_key_id", "sha256", name="uq_models_owner_sha256"),
         Index("uq_models_sha256_no_owner", "sha256", unique=True, sqlite_where=NO_OWNER, postgresql_where=NO_OWNER),
@@ -184,7 +184,7 @@ class DeliveryRecord(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    # A task that sends the POST holds the delivery until this time, so a duplicate message waits.
+    # A task that sends the POST locks the delivery until this time, so a duplicate message waits.
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

@@ -48,7 +48,7 @@ EVENT_HEADER = "X-Fairsqueeze-Event"
 DELIVERY_HEADER = "X-Fairsqueeze-Delivery"
 TIMESTAMP_HEADER = "X-Fairsqueeze-Timestamp"
 USER_AGENT = "fairsqueeze-webhook/1"
-# Seconds a task holds a delivery beyond the POST timeout, for recording the attempt.
+# Seconds a task keeps a delivery locked beyond the POST timeout, for recording the attempt.
 LOCK_MARGIN_SECONDS = 30.0
 # A pending delivery whose POST is this many seconds overdue lost its message and is sent again.
 STALLED_AFTER_SECONDS = 300.0
@@ -57,7 +57,7 @@ MAX_ERROR_CHARACTERS = 500
 
 @dataclass(frozen=True)
 class DeliveryOutcome:
-    """What one run of the delivery task did; `retry_in` is set when another POST is scheduled."""
+    """The result of one run of the delivery task; `retry_in` is set when another POST is scheduled."""
 
     delivery_id: str
     outcome: str
@@ -178,7 +178,7 @@ class _Attempt:
 def deliver(
     delivery_id: str, *, settings: Settings, http: httpx.Client | None = None, now: datetime | None = None
 ) -> DeliveryOutcome:
-    """Make one POST of a delivery when it is due and no other task holds it, and record the attempt."""
+    """Make one POST of a delivery when it is due and not locked by another task, and record the attempt."""
     url = settings.resolved_database_url
     now = now or utcnow()
     lock_until = now + timedelta(seconds=settings.webhook_timeout + LOCK_MARGIN_SECONDS)
@@ -303,10 +303,10 @@ def _judge(response: httpx.Response) -> tuple[str | None, bool]:
     if 200 <= code < 300:
         return None, False
     text = response.text[:200].strip()
-    error = f"the receiver answered {code}" + (f": {text}" if text else "")
+    error = f"the receiver responded with {code}" + (f": {text}" if text else "")
     if 300 <= code < 400:
         location = response.headers.get("location", "")
-        error = f"the receiver answered {code} (redirect to {location!r}), which is not followed; use the final URL"
+        error = f"the receiver responded with {code} (redirect to {location!r}), which is not followed; use the final URL"
     return error[:MAX_ERROR_CHARACTERS], code >= 500 or code == 429
 
 

@@ -71,8 +71,8 @@ def run_remote_audit(
         _print_error(errors, str(error))
         return None
 
-    # The server's report.json already holds the gate section; the HTML, gate.json and junit.xml are
-    # written from it here, by the same code as a local run.
+    # The server's report.json already contains the gate section. The HTML, gate.json and junit.xml
+    # are written from it here, by the same code as a local run.
     publish_report(report, args.out)
     return report
 
@@ -123,7 +123,7 @@ def _rejection(error: ApiResponseError) -> str:
 
 
 def _cancel(server: str, audit_id: str) -> str:
-    """Cancel a job the command stops waiting for, so it does not keep a worker busy; say what happened."""
+    """Cancel a job the command stops waiting for, so it does not keep a worker busy; return the outcome as a clause."""
     try:
         with FairsqueezeClient.from_environment(server) as client:
             client.cancel_audit(audit_id)

@@ -88,7 +88,7 @@ class DeliveryAttemptPublic(BaseModel):
     started_at: datetime
     duration_seconds: float
     status_code: int | None = Field(description="HTTP status of the response; null when none came.")
-    error: str | None = Field(description="Why the attempt failed; null when the receiver answered 2xx.")
+    error: str | None = Field(description="Why the attempt failed; null when the receiver responded with 2xx.")
 
 
 class DeliveryPublic(BaseModel):
@@ -111,7 +111,7 @@ class DeliveryPublic(BaseModel):
                             "started_at": "2026-01-05T10:03:59Z",
                             "duration_seconds": 0.05,
                             "status_code": 503,
-                            "error": "the receiver answered 503",
+                            "error": "the receiver responded with 503",
                         },
                         {
                             "number": 2,

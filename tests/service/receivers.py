@@ -1,4 +1,4 @@
-"""A webhook receiver on 127.0.0.1 for tests: records every POST and answers with scripted statuses."""
+"""A webhook receiver on 127.0.0.1 for tests: records every POST and responds with scripted statuses."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class ReceivedPost:
 
 @dataclass
 class Receiver:
-    """Answers the first POSTs to each path with the statuses in `failures[path]`, then with 200."""
+    """Responds to the first POSTs to each path with the statuses in `failures[path]`, then with 200."""
 
     base_url: str
     failures: dict[str, list[int]] = field(default_factory=dict)

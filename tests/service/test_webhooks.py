@@ -151,7 +151,7 @@ def test_delivery_retried_after_two_failures(settings, tiny_files, key):
     assert not verify(SERVER_SECRET, posts[-1].body, posts[-1].headers["x-fairsqueeze-signature"])
     assert listed["status"] == "succeeded"
     assert [attempt["status_code"] for attempt in listed["attempts"]] == [500, 500, 200]
-    assert listed["attempts"][0]["error"].startswith("the receiver answered 500")
+    assert listed["attempts"][0]["error"].startswith("the receiver responded with 500")
     assert listed["attempts"][2]["error"] is None
     assert payload["audit"]["id"] == audit_id
     assert payload["audit"]["status"] == "succeeded"
@@ -268,9 +268,9 @@ def test_locked_delivery_not_sent_twice(settings, tiny_files, key):
     delivery_id = deliveries(settings, audit_id, key)[0]["id"]
     now = utcnow()
     with session_scope(settings.resolved_database_url) as session:
-        held = store.lock_delivery(session, delivery_id=delivery_id, now=now, until=now + timedelta(minutes=1))
+        locked = store.lock_delivery(session, delivery_id=delivery_id, now=now, until=now + timedelta(minutes=1))
 
-    assert held is True
+    assert locked is True
     assert deliver(delivery_id, settings=settings).outcome == "skipped"
 
 
@@ -280,3 +280,13 @@ def test_retry_delay_doubles_to_cap(settings):
     assert delays == [0.05, 0.1, 0.2, 0.2, 0.2]
     assert retry_delay(settings, 1, retry_after=0.15) == 0.15
     assert retry_delay(settings, 1, retry_after=60) == settings.webhook_retry_max_delay
+
+
+def test_short_server_secret_rejected():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as caught:
+        Settings(webhook_secret="tiny-secret")
+
+    assert "at least 16" in str(caught.value)
+    assert "tiny-secret" not in str(caught.value)
