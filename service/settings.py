@@ -16,7 +16,9 @@ class Settings(BaseSettings):
     """One place for every option of `fairsqueeze serve` and `fairsqueeze worker`."""
 
     # Validation errors leave out the input, so a rejected secret never reaches a log.
-    model_config = SettingsConfigDict(env_prefix="FAIRSQUEEZE_", env_file=None, extra="ignore", hide_input_in_errors=True)
+    model_config = SettingsConfigDict(
+        env_prefix="FAIRSQUEEZE_", env_file=None, extra="ignore", hide_input_in_errors=True
+    )
 
     data_dir: Path = Field(
         default=Path("var"),
@@ -114,8 +116,12 @@ class Settings(BaseSettings):
         description="Seconds before the second POST of a delivery; each later wait doubles, up to "
         "webhook_retry_max_delay.",
     )
-    webhook_retry_max_delay: float = Field(default=600.0, gt=0, description="Maximum wait between two POSTs, in seconds.")
-    webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds one POST may take before it counts as failed.")
+    webhook_retry_max_delay: float = Field(
+        default=600.0, gt=0, description="Maximum wait between two POSTs, in seconds."
+    )
+    webhook_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds one POST may take before it counts as failed."
+    )
 
     @field_validator("webhook_secret")
     @classmethod

@@ -153,7 +153,9 @@ def _check_callback(spec: JobSpec, *, owner: str | None, settings: Settings) -> 
     )
 
 
-def _load_inputs(url: str, spec: JobSpec, owner: str | None) -> tuple[ModelRecord, DatasetRecord, DatasetRecord | None]:
+def _load_inputs(
+    url: str, spec: JobSpec, owner: str | None
+) -> tuple[ModelRecord, DatasetRecord, DatasetRecord | None]:
     with session_scope(url) as session:
         model = store.get_model(session, model_id=spec.model, owner=owner)
         evaluation = store.get_dataset(session, dataset_id=spec.data.evaluation, owner=owner)

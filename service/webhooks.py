@@ -165,7 +165,7 @@ def retry_delay(settings: Settings, attempts: int, retry_after: float | None = N
 
 @dataclass(frozen=True)
 class _Attempt:
-    """One POST of a delivery, as the task that holds the delivery's lock prepares it."""
+    """One POST of a delivery, as prepared by the task that locked the delivery."""
 
     delivery_id: str
     audit_id: str
@@ -190,7 +190,9 @@ def deliver(
             audit = store.get_audit(session, audit_id=delivery.audit_id, owner=store.ANY_OWNER)
         if audit is None:
             status = delivery.status if delivery is not None else "deleted"
-            logger.info("webhook delivery %s not sent now: it is %s, held by another task, or not due", delivery_id, status)
+            logger.info(
+                "webhook delivery %s not sent now: it is %s, locked by another task, or not due", delivery_id, status
+            )
             return DeliveryOutcome(delivery_id, outcome="skipped")
         secret = _signing_secret(session, audit, settings)
         attempt = _Attempt(delivery_id, audit.id, delivery.event, delivery.url, delivery.attempts, now)
@@ -306,7 +308,10 @@ def _judge(response: httpx.Response) -> tuple[str | None, bool]:
     error = f"the receiver responded with {code}" + (f": {text}" if text else "")
     if 300 <= code < 400:
         location = response.headers.get("location", "")
-        error = f"the receiver responded with {code} (redirect to {location!r}), which is not followed; use the final URL"
+        error = (
+            f"the receiver responded with {code} (redirect to {location!r}), which is not followed; "
+            "use the final URL"
+        )
     return error[:MAX_ERROR_CHARACTERS], code >= 500 or code == 429
 
 

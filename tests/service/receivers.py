@@ -49,7 +49,8 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             status = receiver.next_status(self.path)
-            receiver.record(ReceivedPost(self.path, {key.lower(): value for key, value in self.headers.items()}, body, status))
+            headers = {key.lower(): value for key, value in self.headers.items()}
+            receiver.record(ReceivedPost(self.path, headers, body, status))
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()

@@ -55,7 +55,12 @@ def upgrade() -> None:
         batch.drop_constraint(_unique_name("models"), type_="unique")
         batch.create_unique_constraint("uq_models_owner_sha256", ["owner_key_id", "sha256"])
     op.create_index(
-        "uq_models_sha256_no_owner", "models", ["sha256"], unique=True, sqlite_where=NO_OWNER, postgresql_where=NO_OWNER
+        "uq_models_sha256_no_owner",
+        "models",
+        ["sha256"],
+        unique=True,
+        sqlite_where=NO_OWNER,
+        postgresql_where=NO_OWNER,
     )
 
     with op.batch_alter_table("datasets") as batch:
