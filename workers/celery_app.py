@@ -27,14 +27,17 @@ WEBHOOK_QUEUE = "webhooks"
 # Methods (compression steps or fairness interventions) that train a network. Jobs using any of
 # them go to the `gpu` queue, and workers run torch on CUDA when torch finds a GPU.
 TRAINING_METHODS = frozenset({"finetune", "distill", "adversarial"})
+# Interventions that run gradient steps at any placement: reweighing and resampling train the model,
+# fair_pruning scores weights by per-group gradients. Threshold post-processing does not train.
+TRAINING_INTERVENTIONS = frozenset({"adversarial", "reweighing", "resampling", "fair_pruning"})
 
 
 def job_trains(spec: JobSpec) -> bool:
-    """Return whether any recipe of the job trains, by the method names in TRAINING_METHODS."""
+    """Return whether any recipe of the job trains, by TRAINING_METHODS and TRAINING_INTERVENTIONS."""
     for recipe in spec.resolved_recipes():
         if any(step.method in TRAINING_METHODS for step in recipe.steps):
             return True
-        if recipe.intervention is not None and recipe.intervention.method in TRAINING_METHODS:
+        if recipe.intervention is not None and recipe.intervention.method in TRAINING_INTERVENTIONS:
             return True
     return False
 

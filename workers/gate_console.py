@@ -22,7 +22,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from workers.console import add_audit_arguments, configure_logging, print_summary, spec_from_arguments
+from workers.console import (
+    add_audit_arguments,
+    configure_logging,
+    prepare_output_folder,
+    print_summary,
+    spec_from_arguments,
+)
 from workers.gate import GateError, check_policy
 from workers.mlflow_logging import TRACKING_URI_VARIABLE, MlflowUnavailable, require_mlflow
 from workers.spec import JobSpec, SpecError, load_gate_file
@@ -105,6 +111,11 @@ def run_gate_command(args: argparse.Namespace) -> int:
 
         report = run_remote_audit(spec, base_dir, args, errors)
     else:
+        try:
+            prepare_output_folder(args.out, overwrite=args.overwrite)
+        except SpecError as error:
+            _print_error(errors, str(error))
+            return EXIT_ERROR
         report = _run_audit(spec, base_dir, args, errors)
     if report is None:
         return EXIT_ERROR

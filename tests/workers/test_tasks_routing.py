@@ -122,6 +122,28 @@ def test_training_set_matches_registry():
     assert registered_trainers == TRAINING_METHODS & set(method_names())
 
 
+@pytest.mark.parametrize(
+    ("intervention", "queue"),
+    [("adversarial", "gpu"), ("reweighing", "gpu"), ("resampling", "gpu"), ("fair_pruning", "gpu"), ("thresholds", "cpu")],
+)
+def test_intervention_routes_by_training(intervention, queue):
+    spec = parse_spec(
+        {
+            "model": "m",
+            "data": {"evaluation": "e", "training": "t", "label": "y", "sensitive": ["s"]},
+            "recipes": [
+                {
+                    "name": "prune-fair",
+                    "steps": [{"method": "prune", "sparsity": 0.5}],
+                    "intervention": {"method": intervention, "placement": "after", "attribute": "s"},
+                }
+            ],
+        }
+    )
+
+    assert queue_for(spec) == queue
+
+
 def test_adversarial_intervention_routes_to_gpu():
     spec = parse_spec(
         {
