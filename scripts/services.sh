@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Check that PostgreSQL and Redis answer on 127.0.0.1, starting the local servers when they do not.
+# Check that PostgreSQL and Redis respond on 127.0.0.1, starting the local servers when they do not.
 # The service tests use database `test` on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 unless
 # FAIRSQUEEZE_TEST_DATABASE_URL and FAIRSQUEEZE_TEST_REDIS_URL say otherwise.
 set -uo pipefail
