@@ -1,17 +1,14 @@
 """The audit pipeline: compress the model with each recipe, evaluate every variant, write the report.
 
 The CLI, the Celery task and the tests call `run_audit` with plain paths and a validated job spec.
-Each finished variant is also written to `out_dir/.variants/<name>.json`, so a run that resumes
+Each finished variant is also kept in `out_dir/.variants` (see workers.resume), so a run that resumes
 after an interruption (a redelivered task) reuses finished variants instead of redoing them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
-import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -37,6 +34,7 @@ from workers.compression.stats import count_parameters
 from workers.onnx_model import ModelError, file_facts, load_model, save_model, validate_model
 from workers.publish import publish_report
 from workers.report import build_report, write_json_atomic
+from workers.resume import PARTIAL_DIR, clean_partial_results, load_partial, load_predictions, recipe_key, store_partial
 from workers.spec import JobSpec, Recipe, SpecError
 
 if TYPE_CHECKING:
@@ -45,7 +43,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[dict[str, Any]], None]
-PARTIAL_DIR = ".variants"
 
 
 @dataclass
@@ -237,47 +234,6 @@ def _artifact(path: Path, model: onnx.ModelProto, out_dir: Path) -> dict[str, An
     }
 
 
-def _recipe_key(recipe: Recipe | None, spec: JobSpec) -> str:
-    payload = {
-        "recipe": recipe.model_dump(mode="json") if recipe else "base",
-        "data": spec.data.model_dump(mode="json"),
-        "bootstrap": spec.bootstrap.model_dump(mode="json"),
-        "evaluation": spec.evaluation.model_dump(mode="json"),
-        "seed": spec.seed,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _load_partial(out_dir: Path, name: str, key: str) -> dict[str, Any] | None:
-    path = out_dir / PARTIAL_DIR / f"{name}.json"
-    if not path.is_file():
-        return None
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        logger.warning("ignoring unreadable partial result %s", path)
-        return None
-    if stored.get("key") != key:
-        return None
-    artifact = stored["result"].get("artifact")
-    if artifact and not (out_dir / artifact["path"]).is_file():
-        return None
-    return stored
-
-
-def _store_partial(out_dir: Path, name: str, key: str, result: dict[str, Any], predictions: np.ndarray | None) -> None:
-    folder = out_dir / PARTIAL_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    if predictions is not None:
-        np.save(folder / f"{name}.predictions.npy", predictions)
-    write_json_atomic(folder / f"{name}.json", {"key": key, "result": result})
-
-
-def _load_predictions(out_dir: Path, name: str) -> np.ndarray | None:
-    path = out_dir / PARTIAL_DIR / f"{name}.predictions.npy"
-    return np.load(path, allow_pickle=False) if path.is_file() else None
-
-
 def _method_label(recipe: Recipe) -> str:
     return "+".join(step.method for step in recipe.steps)
 
@@ -412,10 +368,10 @@ def _run_base(
     notify: ProgressCallback,
     total: int,
 ) -> dict[str, Any]:
-    key = _recipe_key(None, spec)
+    key = recipe_key(None, spec)
     notify({"event": "variant_started", "variant": "base", "index": 0, "total": total})
-    stored = _load_partial(out_dir, "base", key) if resume else None
-    predictions = _load_predictions(out_dir, "base") if stored else None
+    stored = load_partial(out_dir, "base", key) if resume else None
+    predictions = load_predictions(out_dir, "base") if stored else None
     if stored is not None and predictions is not None:
         evaluator.base_predictions = predictions
         result = stored["result"]
@@ -438,7 +394,7 @@ def _run_base(
             "timings": {"compress_seconds": 0.0, "evaluate_seconds": time.perf_counter() - started},
             "warnings": list(inputs.evaluation.warnings) + evaluation["metrics"].get("warnings", []),
         }
-        _store_partial(out_dir, "base", key, result, predictions)
+        store_partial(out_dir, "base", key, result, predictions)
     notify({"event": "variant_finished", "variant": "base", "status": "succeeded", "index": 0, "total": total})
     return result
 
@@ -456,16 +412,16 @@ def _run_recipe(
     total: int,
     predictions: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    key = _recipe_key(recipe, spec)
+    key = recipe_key(recipe, spec)
     notify({"event": "variant_started", "variant": recipe.name, "index": index, "total": total})
-    stored = _load_partial(out_dir, recipe.name, key) if resume else None
+    stored = load_partial(out_dir, recipe.name, key) if resume else None
     if stored is not None:
         result = stored["result"]
-        variant_predictions = _load_predictions(out_dir, recipe.name)
+        variant_predictions = load_predictions(out_dir, recipe.name)
         logger.info("variant %s reused from an earlier run", recipe.name)
     else:
         result, variant_predictions = _build_and_evaluate(spec, recipe, inputs, evaluator, context, out_dir)
-        _store_partial(out_dir, recipe.name, key, result, variant_predictions)
+        store_partial(out_dir, recipe.name, key, result, variant_predictions)
     if predictions is not None and variant_predictions is not None:
         predictions[recipe.name] = variant_predictions
     notify(
@@ -573,16 +529,3 @@ def _failed(result: dict[str, Any], message: str, started: float) -> dict[str, A
         }
     )
     return result
-
-
-def clean_partial_results(out_dir: Path) -> None:
-    """Remove the per-variant files a finished run no longer needs."""
-    folder = Path(out_dir) / PARTIAL_DIR
-    if not folder.is_dir():
-        return
-    for path in sorted(folder.rglob("*"), reverse=True):
-        if path.is_file():
-            path.unlink()
-        else:
-            os.rmdir(path)
-    os.rmdir(folder)
