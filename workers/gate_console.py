@@ -215,12 +215,14 @@ def print_verdicts(report: dict[str, Any], console: Console) -> None:
         cells = [_cell(result) for result in verdict["results"]]
         table.add_row(escape(name), size, outcome, *cells)
     console.print(table)
-    console.print("* recommended: the smallest model that passes every rule", highlight=False)
+    if gate["recommended"] is not None:
+        console.print("* recommended: the smallest model that passes every rule", highlight=False)
 
 
 def _cell(result: dict[str, Any]) -> str:
     mark = STATUS_MARKS.get(result["status"], result["status"])
-    text = mark if result.get("judged") is None else f"{result['judged']:.4f} {mark}"
+    # Adding 0.0 turns a negative zero (a rounded tiny negative change) into "0.0000".
+    text = mark if result.get("judged") is None else f"{round(result['judged'], 4) + 0.0:.4f} {mark}"
     if result["status"] in ("failed", "undefined", "error"):
         return f"[red]{escape(text)}[/red]"
     return escape(text)

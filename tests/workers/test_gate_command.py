@@ -129,6 +129,7 @@ def test_equalized_odds_policy_exits_one(failing):
     assert "int8-dynamic equalized_odds_difference (sex) max 0.05:" in completed.stdout
     assert f"upper bound of the equalized_odds_difference {result['judged']:.4f} > max 0.05" in completed.stdout
     assert f"value {result['value']:.4f}" in completed.stdout
+    assert "* recommended" not in completed.stdout
 
 
 def test_spec_gate_used_without_policy(adult, tmp_path):
