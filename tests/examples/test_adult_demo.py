@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from fairlearn.metrics import equalized_odds_difference
 
+from tests.utils.adult import build_adult
 from workers.report import load_schema
 from workers.spec import DEFAULT_RECIPES
 
@@ -26,13 +27,7 @@ SENSITIVE = ["sex", "race"]
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
-    build = tmp_path_factory.mktemp("adult-build")
-    subprocess.run(
-        [sys.executable, str(REPO / "examples" / "adult" / "build.py"), "--out", str(build)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    build = build_adult(tmp_path_factory.mktemp("adult-build"))
     out = build / "report"
     completed = subprocess.run(
         [sys.executable, "-m", "service.cli", "audit", "--spec", str(build / "spec.yaml"), "--out", str(out)],

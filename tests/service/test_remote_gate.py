@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from tests.service.processes import (
     service_env,
     wait_until_ready,
 )
+from tests.utils.adult import build_adult
 
 pytestmark = pytest.mark.slow
 
@@ -77,13 +77,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def adult(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    build = tmp_path_factory.mktemp("adult")
-    subprocess.run(
-        [sys.executable, str(REPO_ROOT / "examples" / "adult" / "build.py"), "--out", str(build)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    build = build_adult(tmp_path_factory.mktemp("adult"))
     (build / "pass.yaml").write_text(PASSING_POLICY)
     (build / "fail.yaml").write_text(FAILING_POLICY)
     return build

@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 from lxml import etree
 
+from tests.utils.adult import build_adult
 from workers.gate_console import add_gate_arguments, gate_spec_from_arguments
 from workers.report import load_schema
 
@@ -45,13 +46,7 @@ def gate(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def adult(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    build = tmp_path_factory.mktemp("adult")
-    subprocess.run(
-        [sys.executable, str(REPO / "examples" / "adult" / "build.py"), "--out", str(build)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    build = build_adult(tmp_path_factory.mktemp("adult"))
     (build / "pass.yaml").write_text(PASSING_POLICY)
     (build / "fail.yaml").write_text(FAILING_POLICY)
     return build
