@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Check that PostgreSQL and Redis respond on 127.0.0.1, starting the local servers when they do not.
 # The service tests use database `test` on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 unless
-# FAIRSQUEEZE_TEST_DATABASE_URL and FAIRSQUEEZE_TEST_REDIS_URL say otherwise.
+# FAIRSQUEEZE_TEST_DATABASE_URL and FAIRSQUEEZE_TEST_REDIS_URL are set.
 set -uo pipefail
 
 postgres_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }

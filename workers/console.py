@@ -53,12 +53,12 @@ RESULT_PATTERNS = ("*.onnx", "*.thresholds.json", "report.json", "report.html", 
 
 
 def prepare_output_folder(out: Path, *, overwrite: bool) -> None:
-    """Stop when `out` holds an earlier audit, so its ONNX files cannot be mistaken for the new ones."""
+    """Raise SpecError when `out` contains an earlier audit, so its ONNX files are not mistaken for new ones."""
     if not (out / "report.json").is_file():
         return
     if not overwrite:
         raise SpecError(
-            f"--out {out} holds the results of an earlier audit (report.json); choose another folder, or pass "
+            f"--out {out} already contains the results of an audit (report.json); choose another folder, or pass "
             "--overwrite to replace them"
         )
     for pattern in RESULT_PATTERNS:

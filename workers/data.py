@@ -1,7 +1,7 @@
 """Reading evaluation and training tables and turning them into model inputs, labels and groups.
 
-Tables are CSV (UTF-8, with or without a byte-order mark; the delimiter is an option and is never
-guessed), Parquet, or NPZ with named arrays for tensor inputs. NPZ files load with
+Tables are CSV, Parquet, or NPZ with named arrays for tensor inputs. CSV files are UTF-8, with or
+without a byte-order mark, and their delimiter is an option that is never guessed. NPZ files load with
 `allow_pickle=False`, so object arrays are rejected rather than unpickled.
 """
 
@@ -428,7 +428,7 @@ def _feature_width(model_input: InputSpec) -> int | None:
 
 def _cast(array: np.ndarray, model_input: InputSpec, name: str, source: str) -> np.ndarray:
     if array.dtype.kind in "OUS":
-        raise DataError(f"array '{name}' in {source} holds text ({array.dtype}); the model input needs numbers")
+        raise DataError(f"array '{name}' in {source} contains text ({array.dtype}); the model input needs numbers")
     if np.issubdtype(model_input.dtype, np.integer) and np.issubdtype(array.dtype, np.floating):
         if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
             raise DataError(f"array '{name}' in {source} has fractional values but model input '{model_input.name}' takes integers")

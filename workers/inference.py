@@ -21,7 +21,7 @@ OutputKind = Literal["auto", "logits", "probabilities", "labels"]
 
 @dataclass(frozen=True)
 class OutputInterpretation:
-    """Which model output holds the prediction, and how to read it."""
+    """The model output that carries the prediction, and how to read it."""
 
     name: str
     kind: Literal["scores", "single_score", "labels"]
@@ -67,8 +67,8 @@ def interpret_outputs(
 ) -> OutputInterpretation:
     """Pick the output that carries the prediction and find the number of classes.
 
-    A float output of shape [batch, K] with K >= 2 holds logits or probabilities, read by argmax.
-    A float output of shape [batch] or [batch, 1] holds one score for the positive class. An integer
+    A float output of shape [batch, K] with K >= 2 contains logits or probabilities, read by argmax.
+    A float output of shape [batch] or [batch, 1] contains one score for the positive class. An integer
     output of shape [batch] holds class labels.
     """
     outputs = session.get_outputs()

@@ -109,7 +109,7 @@ def test_earlier_results_protected(files):
     assert audit(*arguments, cwd=files).returncode == 0
     second = audit(*arguments, cwd=files)
     assert second.returncode == 2
-    assert "holds the results of an earlier audit" in second.stderr
+    assert "already contains the results of an audit" in second.stderr
 
 
 def test_overwrite_removes_stale_variants(files):

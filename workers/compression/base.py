@@ -22,7 +22,7 @@ class MethodConfig(BaseModel):
 
 
 class CompressionError(Exception):
-    """A method cannot apply to this model; the message says why and what to try instead."""
+    """A method cannot apply to this model. The message gives the reason and what to try instead."""
 
 
 @dataclass
